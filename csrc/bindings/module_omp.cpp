@@ -1,0 +1,14 @@
+// Test-only module: the CUDA-path sources compiled on Thrust's OpenMP backend.
+#include "registry.h"
+
+
+PYBIND11_MODULE(_core_omp, m) {
+  using namespace dalcore::bind;
+  m.doc() = "dalcore GPU-path kernels on Thrust's OpenMP backend (tests only)";
+  register_exceptions(m);
+  auto gpu = m.def_submodule("gpu", "GPU-path kernels on the OpenMP backend (host pointers)");
+  gpu.attr("backend") = "omp";
+  register_gpu_kcenter(gpu);
+  register_gpu_graph(gpu);
+  register_gpu_propagate(gpu);
+}

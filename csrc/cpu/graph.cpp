@@ -1,0 +1,3 @@
+#include "dalcore/graph.h"
+
+namespace dalcore::cpu {}

@@ -1,0 +1,3 @@
+#include "dalcore/kcenter.h"
+
+namespace dalcore::cpu {}

@@ -1,0 +1,3 @@
+#include "dalcore/propagate.h"
+
+namespace dalcore::cpu {}

@@ -1,0 +1,6 @@
+// GPU path of kcenter, written on Thrust over DALCORE_HD functors (see dalcore/detail/backend.h):
+// compiled by nvcc into _core and by the host compiler into _core_omp.
+#include "dalcore/kcenter.h"
+#include "dalcore/detail/backend.h"
+
+namespace dalcore::gpu {}

@@ -1,0 +1,139 @@
+// The one place where the "GPU path" chooses its execution backend.
+//
+// csrc/cuda/*.cu are written on Thrust algorithms over DALCORE_HD functors. nvcc compiles them
+// into _core (Thrust -> CUB on the caller's CUDA stream); the host compiler compiles the very
+// same files into _core_omp with THRUST_DEVICE_SYSTEM=OMP, so their tests run without a GPU.
+// Everything backend-specific (stream, policy, memory, reductions whose result must stay on the
+// device) lives here, with one implementation per backend.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include <thrust/execution_policy.h>
+#include <thrust/reduce.h>
+
+#include "dalcore/status.h"
+
+#if defined(__CUDACC__)
+#include <cuda_runtime.h>
+#include <cub/device/device_reduce.cuh>
+#include <thrust/system/cuda/execution_policy.h>
+#else
+#include <thrust/system/omp/execution_policy.h>
+#endif
+
+namespace dalcore::backend {
+
+#if defined(__CUDACC__)
+
+using stream_t = cudaStream_t;
+inline constexpr const char* kName = "cuda";
+
+inline void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    throw CudaError(detail::concat(what, ": ", cudaGetErrorString(err)));
+}
+// After a kernel launch: reports launch errors without synchronising.
+inline void check_launch(const char* what) { check(cudaGetLastError(), what); }
+
+inline stream_t to_stream(std::uintptr_t handle) { return reinterpret_cast<stream_t>(handle); }
+// Thrust on the caller's stream, without the synchronisation Thrust adds after algorithms
+// that do not return a value to the host.
+inline auto policy(stream_t s) { return thrust::cuda::par_nosync.on(s); }
+
+// Stream-ordered device memory (cudaMallocAsync / cudaFreeAsync), RAII, move-only.
+template <class T>
+class buffer {
+ public:
+  buffer() = default;
+  buffer(std::size_t n, stream_t s) : n_(n), s_(s) {
+    if (n_ > 0) {
+      void* p = nullptr;
+      check(cudaMallocAsync(&p, n_ * sizeof(T), s_), "cudaMallocAsync");
+      p_ = static_cast<T*>(p);
+    }
+  }
+  buffer(const buffer&) = delete;
+  buffer& operator=(const buffer&) = delete;
+  buffer(buffer&& o) noexcept { swap(o); }
+  buffer& operator=(buffer&& o) noexcept {
+    buffer tmp(std::move(o));
+    swap(tmp);
+    return *this;
+  }
+  ~buffer() {
+    if (p_) cudaFreeAsync(p_, s_);  // never throws from a destructor
+  }
+  T* data() noexcept { return p_; }
+  const T* data() const noexcept { return p_; }
+  std::size_t size() const noexcept { return n_; }
+
+ private:
+  void swap(buffer& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    std::swap(s_, o.s_);
+  }
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+  stream_t s_ = nullptr;
+};
+
+// Reduces [first, first + n) with op into *out (device memory) without a host round trip.
+// `scratch` keeps CUB's temporary storage between calls (grown when needed).
+template <class It, class T, class Op>
+void reduce_into(stream_t s, buffer<unsigned char>& scratch, It first, std::int64_t n, T* out,
+                 Op op, T init) {
+  std::size_t bytes = 0;
+  check(cub::DeviceReduce::Reduce(nullptr, bytes, first, out, n, op, init, s),
+        "cub::DeviceReduce::Reduce (size)");
+  if (scratch.size() < bytes) scratch = buffer<unsigned char>(bytes, s);
+  check(cub::DeviceReduce::Reduce(scratch.data(), bytes, first, out, n, op, init, s),
+        "cub::DeviceReduce::Reduce");
+}
+
+inline void copy_to_host(void* dst, const void* src, std::size_t bytes, stream_t s) {
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync D2H");
+  check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+}
+
+#else  // Thrust's OpenMP backend: "device" memory is host memory.
+
+using stream_t = void*;
+inline constexpr const char* kName = "omp";
+
+inline void check_launch(const char*) {}
+inline stream_t to_stream(std::uintptr_t) { return nullptr; }
+inline auto policy(stream_t) { return thrust::omp::par; }
+
+template <class T>
+class buffer {
+ public:
+  buffer() = default;
+  buffer(std::size_t n, stream_t) : v_(n) {}
+  T* data() noexcept { return v_.data(); }
+  const T* data() const noexcept { return v_.data(); }
+  std::size_t size() const noexcept { return v_.size(); }
+
+ private:
+  std::vector<T> v_;
+};
+
+template <class It, class T, class Op>
+void reduce_into(stream_t, buffer<unsigned char>&, It first, std::int64_t n, T* out, Op op,
+                 T init) {
+  *out = thrust::reduce(thrust::omp::par, first, first + n, init, op);
+}
+
+inline void copy_to_host(void* dst, const void* src, std::size_t bytes, stream_t) {
+  const auto* s = static_cast<const unsigned char*>(src);
+  std::copy(s, s + bytes, static_cast<unsigned char*>(dst));
+}
+
+#endif
+
+}  // namespace dalcore::backend

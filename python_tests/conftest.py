@@ -1,0 +1,41 @@
+"""Shared fixtures: GPU tests skip where no GPU is present; the OpenMP twin of the GPU path."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import dalcore
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if dalcore.cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none present, or a build without CUDA)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def omp_core():
+    """The test-only module _core_omp: the CUDA-path sources built on Thrust's OpenMP backend.
+
+    CI sets DALCORE_REQUIRE_OMP_TWIN=1 so that a build that lost the twin fails instead of
+    skipping the GPU-path tests.
+    """
+    try:
+        from dalcore import _core_omp
+    except ImportError as e:
+        if os.environ.get("DALCORE_REQUIRE_OMP_TWIN") == "1":
+            pytest.fail(f"_core_omp is required here but failed to import: {e}")
+        pytest.skip("_core_omp (Thrust/OpenMP twin of the GPU path) not built")
+    return _core_omp
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> np.random.Generator:
+    """A fresh generator per test, seeded from the test's name (reproducible, yet varied)."""
+    return np.random.default_rng(abs(hash(request.node.nodeid)) % (2**32))
