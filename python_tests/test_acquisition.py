@@ -240,6 +240,38 @@ def test_coreset_matches_numpy_greedy_kcenter(n_lab: int, rng: np.random.Generat
     np.testing.assert_array_equal(order[np.asarray(direct)], ref)
 
 
+def test_coreset_glue_with_reference_kernel(rng: np.random.Generator,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows passed to the kernel (labeled first, then the pool) and picks mapped back."""
+    import dalcore.acquisition.coreset as coreset_mod
+
+    calls = []
+
+    def fake_kcenter(features, budget, labeled=None):
+        calls.append((np.array(features), budget, labeled))
+        return np.array(ref_kcenter(np.asarray(features), budget,
+                                    np.array([], dtype=np.int64) if labeled is None else labeled))
+
+    monkeypatch.setattr(coreset_mod, "kcenter", fake_kcenter)
+    ctx = make_ctx(rng, n=120, n_lab=9)
+    sel = STRATEGIES["coreset"](ctx, 7)
+    (feats, budget, start), = calls
+    assert budget == 7
+    np.testing.assert_array_equal(start, np.arange(9))
+    x = ctx.data.x_train.numpy().reshape(120, -1).astype(np.float64)
+    f = x @ ctx.model.v.numpy().astype(np.float64)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    order = np.concatenate([ctx.labeled, ctx.pool])
+    np.testing.assert_allclose(feats, f[order], rtol=1e-4, atol=1e-5)
+    check_valid(ctx, sel.indices, 7)
+    # each pick is the pool point farthest from the labelled set and the earlier picks
+    chosen = list(ctx.labeled)
+    for p in sel.indices:
+        d = np.min(np.linalg.norm(f[ctx.pool][:, None] - f[chosen][None], axis=2), axis=1)
+        assert d[np.searchsorted(ctx.pool, p)] == pytest.approx(d.max(), rel=1e-5)
+        chosen.append(p)
+
+
 @pytest.mark.parametrize("cycle", [0, 150])
 def test_ceal_pseudo_labels_match_numpy(cycle: int, rng: np.random.Generator) -> None:
     ctx = make_ctx(rng, n=400, n_lab=30, cycle=cycle)
