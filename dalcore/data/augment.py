@@ -3,14 +3,15 @@ padding and random horizontal flip, with no per-sample Python loop.
 
 Convention: a shift ``(dy, dx)`` moves the content ``dy`` pixels down and ``dx`` pixels right,
 ``out[i, j] = reflect(x)[i - dy, j - dx]``, where ``reflect`` extends the image by mirroring about
-its edge pixels (numpy's / torch's ``"reflect"`` mode, the edge itself not repeated). A flip is
-applied after the shift: ``out[i, j] = shifted[i, W - 1 - j]``.
+its edge pixels (numpy's / torch's ``"reflect"`` padding mode, the edge itself not repeated).
+The reflected source index of every output pixel is computed arithmetically and the whole batch
+is read with one ``gather`` (no padded copy). A flip is applied after the shift:
+``out[i, j] = shifted[i, W - 1 - j]``.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["augment", "shift_flip"]
 
@@ -42,8 +43,8 @@ def shift_flip(
     flip : (B,) bool tensor, optional
         Which images to mirror horizontally.
     pad : int, optional
-        A bound on every ``|shift|`` known to the caller (skips a device-to-host read of the
-        largest shift; shifts beyond it are not checked).
+        A bound on every ``|shift|`` known to the caller: skips the check of the shifts, which
+        reads the largest one back to the host (a device sync on CUDA).
 
     Returns
     -------
@@ -59,22 +60,32 @@ def shift_flip(
         raise ValueError(f"dy, dx: expected {b} shifts each, got {dy.numel()} and {dx.numel()}")
     if b == 0:
         return x.clone()
-    t = int(max(dy.abs().max().item(), dx.abs().max().item())) if pad is None else int(pad)
-    if t >= h or t >= w:
-        raise ValueError(f"dy, dx: shifts must be smaller than the image ({h}x{w}), got {t}")
-    xp = F.pad(x, (t, t, t, t), mode="reflect") if t > 0 else x
-    rows = torch.arange(h, device=dev).unsqueeze(0) - dy.unsqueeze(1) + t  # (B, H)
-    cols = torch.arange(w, device=dev).unsqueeze(0) - dx.unsqueeze(1) + t  # (B, W)
+    if pad is None:
+        my, mx = int(dy.abs().max().item()), int(dx.abs().max().item())
+    else:
+        my = mx = int(pad)
+    if my >= h or mx >= w:
+        raise ValueError(
+            f"dy, dx: |dy| must be < {h} and |dx| < {w} (one reflection), got {my} and {mx}"
+        )
+    ar_h = torch.arange(h, device=dev)
+    ar_w = torch.arange(w, device=dev)
+    rows = _reflect(ar_h.unsqueeze(0) - dy.unsqueeze(1), h)  # (B, H) source rows
+    cols = _reflect(ar_w.unsqueeze(0) - dx.unsqueeze(1), w)  # (B, W) source columns
     if flip is not None:
         fl = torch.as_tensor(flip, device=dev).to(torch.bool).reshape(-1)
         if fl.numel() != b:
             raise ValueError(f"flip: expected {b} flags, got {fl.numel()}")
         cols = torch.where(fl.unsqueeze(1), cols.flip(1), cols)
-    # Gather rows then columns: (B, C, H, W+2t) -> (B, C, H, W).
+    # One gather over the flattened pixels: out[b, c, i, j] = x[b, c, rows[b, i], cols[b, j]].
     c = x.shape[1]
-    wp = xp.shape[3]
-    out = torch.gather(xp, 2, rows.view(b, 1, h, 1).expand(b, c, h, wp))
-    return torch.gather(out, 3, cols.view(b, 1, 1, w).expand(b, c, h, w))
+    src = (rows.unsqueeze(2) * w + cols.unsqueeze(1)).view(b, 1, h * w).expand(b, c, h * w)
+    return torch.gather(x.reshape(b, c, h * w), 2, src).view(b, c, h, w)
+
+
+def _reflect(k: torch.Tensor, n: int) -> torch.Tensor:
+    """Mirror indices in [-(n - 1), 2(n - 1)] about the edge pixels into [0, n)."""
+    return (n - 1) - ((n - 1) - k.abs()).abs()
 
 
 def augment(
