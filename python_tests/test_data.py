@@ -8,6 +8,7 @@ import gzip
 import pickle
 import struct
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -331,6 +332,25 @@ def test_cifar_loader(tmp_path, rng, name, source):
     np.testing.assert_allclose(d.mean, mean, atol=1e-9)
     assert_normalised(d)
     assert d.classes == [f"class{i}" for i in range(ncls)]
+
+
+def test_cifar_pickles_written_by_numpy1(tmp_path, rng):
+    """The official files name numpy.core.multiarray (numpy 1); they load without warnings."""
+    batches, names, key, _ = cifar_batches("cifar10", rng)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for nm, b in batches.items():
+        raw = pickle.dumps(b, protocol=2).replace(
+            b"numpy._core.multiarray", b"numpy.core.multiarray"
+        )
+        (folder / nm).write_bytes(raw)
+    assert b"numpy.core.multiarray" in (folder / "test_batch").read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = load_dataset("cifar10", tmp_path)
+    ref = batches["test_batch"][b"data"].reshape(-1, 3, 32, 32) / 255.0
+    np.testing.assert_allclose(pixels(d, d.x_test), ref, atol=1e-5)
+    np.testing.assert_array_equal(d.y_test.numpy(), batches["test_batch"][key])
 
 
 def test_cifar_missing_and_corrupt(tmp_path, rng):
