@@ -8,7 +8,8 @@ Every epoch, on all training images:
    monitoring only: the labels never reach the loss);
 3. re-initialise the classifier for the new pseudo-classes (cluster ids are arbitrary from one
    epoch to the next) and drop its momentum;
-4. train one epoch with cross-entropy on the cluster assignments, with the dataset's augmentation.
+4. train one epoch with cross-entropy on the cluster assignments, with augmentation (the
+   dataset's, but always at least a random shift of 1/16 of the image side).
    As in DeepCluster, the epoch's N samples are drawn *uniformly over the non-empty clusters*
    (each contributes N / K' images, drawn with replacement), so that a few huge clusters cannot
    dominate and the trivial "one big cluster" solution is not rewarded.
@@ -141,6 +142,12 @@ def _uniform_over_clusters(assign: np.ndarray, rng: np.random.Generator) -> np.n
     return out
 
 
+def _pretrain_translate(data: Any) -> int:
+    """Shift (px) of the pre-training augmentation: the dataset's, but at least 1/16 of the side."""
+    side = int(data.x_train.shape[-1])
+    return max(int(getattr(data, "translate", 0) or 0), side // 16)
+
+
 def _classifier_names(model: torch.nn.Module) -> list[str]:
     """State-dict keys of ``model`` that are not part of its backbone (the final classifier)."""
     backbone = set(model.backbone_state_dict().keys())
@@ -148,8 +155,8 @@ def _classifier_names(model: torch.nn.Module) -> list[str]:
 
 
 def pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device: Any, seed: int,
-             cfg: Any, progress: bool = True,
-             log: Callable[[dict], None] | None = None) -> tuple[dict, list[float]]:
+             cfg: Any, progress: bool = True, log: Callable[[dict], None] | None = None,
+             translate: int | None = None) -> tuple[dict, list[float]]:
     """DeepCluster pre-training of a ``ConvNet13`` on all training images, without labels.
 
     Parameters
@@ -173,6 +180,11 @@ def pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device:
         Show a progress bar over epochs.
     log : callable, optional
         Called after every epoch with ``{"epoch", "nmi", "loss", "clusters"}``.
+    translate : int, optional
+        Random shift (px, reflection padding) of the training augmentation; default: the
+        dataset's ``translate``, but at least ``side // 16`` (1 px at 16x16, 2 px at 32x32) even
+        for data sets trained without augmentation (digits): without any augmentation the network
+        memorises the cluster assignments. Flips follow ``data.flip``.
 
     Returns
     -------
@@ -199,12 +211,12 @@ def pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device:
         torch.manual_seed(seed)
         return _pretrain(data, width=float(width), epochs=int(epochs),
                          num_clusters=int(num_clusters), device=device, seed=seed, cfg=cfg,
-                         progress=progress, log=log)
+                         progress=progress, log=log, translate=translate)
 
 
 def _pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device: torch.device,
-              seed: int, cfg: Any, progress: bool,
-              log: Callable[[dict], None] | None) -> tuple[dict, list[float]]:
+              seed: int, cfg: Any, progress: bool, log: Callable[[dict], None] | None,
+              translate: int | None) -> tuple[dict, list[float]]:
     from dalcore.models import ConvNet13
     from dalcore.training import extract
 
@@ -233,7 +245,7 @@ def _pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device
         except (ImportError, AttributeError):
             use_gpu_kmeans = False
     eval_bs = int(getattr(cfg, "eval_batch_size", 512))
-    translate = int(getattr(data, "translate", 0) or 0)
+    translate = _pretrain_translate(data) if translate is None else int(translate)
     flip = bool(getattr(data, "flip", False))
     augment = None
     if translate > 0 or flip:
@@ -299,7 +311,8 @@ def _pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device
     return state, nmis
 
 
-def _meta(data: Any, *, width: float, epochs: int, num_clusters: int, seed: int, cfg: Any) -> dict:
+def _meta(data: Any, *, width: float, epochs: int, num_clusters: int, seed: int, cfg: Any,
+          translate: int | None) -> dict:
     return {
         "format": _CACHE_FORMAT,
         "dataset": str(getattr(data, "name", "?")),
@@ -311,22 +324,27 @@ def _meta(data: Any, *, width: float, epochs: int, num_clusters: int, seed: int,
         "seed": int(seed),
         "lr": float(cfg.lr),
         "batch_size": int(cfg.batch_size),
+        "translate": _pretrain_translate(data) if translate is None else int(translate),
+        "flip": bool(getattr(data, "flip", False)),
     }
 
 
 def load_or_pretrain(path: str | os.PathLike, data: Any, *, width: float, epochs: int,
                      num_clusters: int, device: Any, seed: int, cfg: Any, progress: bool = True,
-                     log: Callable[[dict], None] | None = None) -> tuple[dict, list[float]]:
+                     log: Callable[[dict], None] | None = None,
+                     translate: int | None = None) -> tuple[dict, list[float]]:
     """:func:`pretrain`, cached in ``path`` (``torch.save``).
 
     If ``path`` holds a result made with the same settings (dataset name and size, image shape,
-    width, epochs, clusters, seed, lr, batch size), it is loaded instead of pre-training again;
-    otherwise (missing, unreadable or made with other settings) the model is pre-trained and
+    width, epochs, clusters, seed, lr, batch size, augmentation), it is loaded instead of
+    pre-training again; otherwise (missing, unreadable or made with other settings) the model
+    is pre-trained and
     ``path`` is written atomically. Returns ``(backbone_state_dict, nmi_per_epoch)`` like
     :func:`pretrain`.
     """
     path = pathlib.Path(path)
-    meta = _meta(data, width=width, epochs=epochs, num_clusters=num_clusters, seed=seed, cfg=cfg)
+    meta = _meta(data, width=width, epochs=epochs, num_clusters=num_clusters, seed=seed, cfg=cfg,
+                 translate=translate)
     if path.is_file():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=False)
@@ -339,7 +357,8 @@ def load_or_pretrain(path: str | os.PathLike, data: Any, *, width: float, epochs
                           stacklevel=2)
     t0 = time.perf_counter()
     state, nmis = pretrain(data, width=width, epochs=epochs, num_clusters=num_clusters,
-                           device=device, seed=seed, cfg=cfg, progress=progress, log=log)
+                           device=device, seed=seed, cfg=cfg, progress=progress, log=log,
+                           translate=translate)
     seconds = time.perf_counter() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
