@@ -209,7 +209,8 @@ class LabelPropagationRefresh:
         y = data.y_train.detach().cpu().numpy().astype(np.int64)
         self._y = y
         if y.min() < 0 or y.max() >= self.num_classes:
-            raise ValueError(f"data.y_train: expected labels in [0, {self.num_classes})")
+            raise ValueError("data.y_train: expected labels in "
+                             f"[0, num_classes={self.num_classes})")
         mask = np.ones(n, dtype=bool)
         mask[self.labeled] = False
         self.pool = np.flatnonzero(mask).astype(np.int64)
