@@ -140,6 +140,21 @@ def test_propagate_labels_matches_dense_reference(rng):
         assert all(t >= 0 for t in res.timings.values())
 
 
+def test_class_without_label_is_never_predicted(rng):
+    x, y = _blob_features(rng)
+    keep = np.flatnonzero(y < 3)  # class 3 has no labeled example
+    labeled = np.sort(rng.choice(keep, 9, replace=False))
+    res = lp.propagate_labels(x, labeled, y[labeled], num_classes=4, k=10, alpha=0.9, iters=100)
+    assert np.asarray(res.Z).shape == (x.shape[0], 4)
+    np.testing.assert_array_equal(np.asarray(res.Z)[:, 3], 0.0)
+    assert not (res.labels == 3).any()
+    S = _ref_graph_dense(_ref_knn(x, 10), gamma=3.0, mode="reciprocal")
+    lab_in = np.full(x.shape[0], -1)
+    lab_in[labeled] = y[labeled]
+    z = _ref_solve(S, lab_in, 3, 0.9)
+    np.testing.assert_allclose(np.asarray(res.Z)[:, :3], z, rtol=1e-3, atol=1e-4 * np.abs(z).max())
+
+
 def test_propagate_labels_rejects_bad_input(rng):
     x, y = _blob_features(rng, n=40)
     with pytest.raises(ValueError, match="mode"):
@@ -215,7 +230,8 @@ def test_class_balance_weights(digits16):
     np.testing.assert_allclose(bal.weights, plain.weights)
     # Inversely proportional to the class counts of the propagated arg-max (float64 reference).
     z = np.asarray(r.last.Z, dtype=np.float64)
-    counts = np.bincount(np.argmax(z, axis=1), minlength=10).astype(np.float64)
+    # (rows without a positive score count as class 0, the lowest of their all-zero row)
+    counts = np.bincount(np.argmax(np.maximum(z, 0), axis=1), minlength=10).astype(np.float64)
     present = counts > 0
     prod = cw[present] * counts[present]
     np.testing.assert_allclose(prod, prod[0], rtol=1e-4)

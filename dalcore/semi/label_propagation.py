@@ -64,8 +64,8 @@ class PropagationResult:
         Seconds of ``knn``, ``graph``, ``solve`` (propagate), ``labels`` (pseudo_labels) and
         ``total``.
     info : dict
-        Solver information from ``dalcore.propagate(..., return_info=True)`` (iterations,
-        residual), when available.
+        Solver report of ``dalcore.propagate(..., return_info=True)``: ``iterations`` and
+        ``residual`` (the largest over the classes), when available.
     """
 
     labels: np.ndarray
@@ -97,6 +97,8 @@ def propagate_labels(features: Any, labeled: np.ndarray, labeled_y: np.ndarray, 
         Neighbours (clipped to N - 1), edge exponent, propagation weight, CG iterations, graph mode.
     x0 : array, optional
         Warm start for the solver (N, C), e.g. the previous solution.
+
+    Classes without a labeled example are left out of the solve (their column of ``Z`` is 0).
 
     Returns
     -------
@@ -130,14 +132,30 @@ def propagate_labels(features: Any, labeled: np.ndarray, labeled_y: np.ndarray, 
     _sync(graph[0] if isinstance(graph, tuple) else None)
     t2 = time.perf_counter()
 
+    # dalcore.propagate needs a labeled example of every class it solves for: classes absent
+    # from the labeled set are left out of the solve and get a zero column (never predicted).
+    present = np.unique(labeled_y)
+    full = present.size == num_classes
+    compact = np.searchsorted(present, labeled_y)
     y = np.full(n, -1, dtype=np.int64)
-    y[labeled] = labeled_y
+    y[labeled] = compact
     y_in: Any = y
-    if isinstance(features, torch.Tensor):
+    is_torch = isinstance(features, torch.Tensor)
+    if is_torch:
         y_in = torch.from_numpy(y).to(features.device)
-    out = dalcore.propagate(graph, y_in, num_classes=int(num_classes), alpha=float(alpha),
+    if x0 is not None and not full:
+        x0 = x0[:, torch.from_numpy(present).to(x0.device) if is_torch else present]
+    out = dalcore.propagate(graph, y_in, num_classes=int(present.size), alpha=float(alpha),
                             max_iter=int(iters), x0=x0, return_info=True)
-    Z, info = out if isinstance(out, tuple) else (out, {})
+    Z, info = out if isinstance(out, tuple) else (out, None)
+    if not full:
+        if is_torch:
+            zf = torch.zeros((n, num_classes), dtype=Z.dtype, device=Z.device)
+            zf[:, torch.from_numpy(present).to(Z.device)] = Z
+        else:
+            zf = np.zeros((n, num_classes), dtype=np.asarray(Z).dtype)
+            zf[:, present] = np.asarray(Z)
+        Z = zf
     _sync(Z)
     t3 = time.perf_counter()
     lab, w, cw = dalcore.pseudo_labels(Z)
@@ -149,7 +167,23 @@ def propagate_labels(features: Any, labeled: np.ndarray, labeled_y: np.ndarray, 
     w[labeled] = 1.0
     timings.update(knn=t1 - t0, graph=t2 - t1, solve=t3 - t2, labels=t4 - t3, total=t4 - t0)
     return PropagationResult(labels=lab, weights=w, class_weights=cw, Z=Z, timings=timings,
-                             info=dict(info) if isinstance(info, dict) else {"info": info})
+                             info=_solver_info(info))
+
+
+def _solver_info(info: Any) -> dict:
+    """``dalcore.propagate``'s report as plain numbers: max iterations and residual over columns."""
+    out: dict = {}
+    if info is None:
+        return out
+    its = getattr(info, "iterations", None)
+    res = getattr(info, "residuals", None)
+    if isinstance(info, dict):
+        its, res = info.get("iterations"), info.get("residual", info.get("residuals"))
+    if its is not None:
+        out["iterations"] = int(np.max(_to_numpy(its)))
+    if res is not None:
+        out["residual"] = float(np.max(_to_numpy(res)))
+    return out
 
 
 class LabelPropagationRefresh:
