@@ -1,14 +1,16 @@
 """Core-set acquisition (Sener & Savarese): greedy k-center on the features.
 
 The features of labeled + pool go to :func:`dalcore.kcenter` with the labelled rows as the
-initial centres; its picks (rows, in pick order) map back to train indices.
+initial centres; its picks (rows, in pick order) map back to train indices. When the model runs
+on a CUDA device and this build has CUDA kernels, the features go to the GPU path of the kernel.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from .. import kcenter
+from .. import cuda_available, kcenter
 from . import register
 from ._base import AcquisitionContext, Selection, check_budget
 
@@ -25,7 +27,12 @@ def select_coreset(ctx: AcquisitionContext, budget: int) -> Selection:
     order = np.concatenate([ctx.labeled, ctx.pool])
     feats = ctx.features(order)
     start = np.arange(ctx.labeled.size, dtype=np.int64)
-    picks = np.asarray(kcenter(feats, b, labeled=start if start.size else None), dtype=np.int64)
+    start_arg = start if start.size else None
+    if torch.device(ctx.device).type == "cuda" and cuda_available():
+        out = kcenter(torch.from_numpy(feats).to(ctx.device), b, labeled=start_arg)
+        picks = out.cpu().numpy().astype(np.int64)
+    else:
+        picks = np.asarray(kcenter(feats, b, labeled=start_arg), dtype=np.int64)
     if picks.size != b or picks.min() < ctx.labeled.size or np.unique(picks).size != b:
         raise RuntimeError(
             f"kcenter returned {picks.size} picks that are not {b} distinct pool rows"
