@@ -1,10 +1,19 @@
-"""The ``dalcore`` command line: ``dalcore info`` (more subcommands arrive with the experiment)."""
+"""The ``dalcore`` command line.
+
+- ``dalcore run``: an active-learning experiment (defaults: embedded digits, methods
+  random,uncertainty,coreset,ceal, 5 cycles, 3 repetitions, the ``cpu`` preset, into
+  runs/<timestamp>). Run the same command with the same ``--out`` again to resume it.
+- ``dalcore report DIR...``: rebuild summary.md and curves.png from one or more run folders.
+- ``dalcore info``: how this build of dalcore was made.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+
+EXIT_USAGE = 2
 
 
 def _cmd_info(_args: argparse.Namespace) -> int:
@@ -27,12 +36,116 @@ def _cmd_info(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _fail(message: str) -> int:
+    print(f"dalcore: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .data import DataError
+    from .experiment import ExperimentConfig, ExperimentError, parse_methods, run_experiment
+
+    cfg = ExperimentConfig(
+        dataset=args.dataset, data_dir=args.data_dir, methods=parse_methods(args.methods),
+        budget=args.budget, cycles=args.cycles, repeats=args.repeats, preset=args.preset,
+        epochs=args.epochs, width=args.width, pool_size=args.pool_size, device=args.device,
+        seed=args.seed, out=args.out, pretrain=args.pretrain, semi=args.semi, graph=args.graph,
+        class_balance=args.class_balance, threads=args.threads, progress=not args.quiet,
+        verbose=True,
+    )
+    try:
+        run_experiment(cfg)
+    except (ExperimentError, DataError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command (same --out) again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import write_report
+
+    out = args.out if args.out else (args.dirs[0] if len(args.dirs) == 1 else "report")
+    try:
+        table = write_report(args.dirs, out)
+    except ValueError as e:
+        return _fail(str(e))
+    print(table)
+    print(f"wrote {Path(out) / 'summary.md'} and {Path(out) / 'curves.png'}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit code 2), no usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``dalcore`` command."""
-    p = argparse.ArgumentParser(prog="dalcore", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    from .experiment import DEFAULT_METHODS, DEVICES, GRAPH_MODES
+    from .presets import PRESETS
+
+    p = _Parser(prog="dalcore", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
     info = sub.add_parser("info", help="print how this build of dalcore was made")
     info.set_defaults(func=_cmd_info)
+
+    run = sub.add_parser(
+        "run", help="run (or resume) an active-learning experiment",
+        description="Run an active-learning experiment; run the same command with the same --out "
+        "again to resume it after an interruption.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument("--dataset", default="digits",
+                     help="digits (embedded), mnist, fashion-mnist, cifar10, cifar100, svhn, "
+                     "folder")
+    run.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
+    run.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                     help="comma-separated acquisition strategies")
+    run.add_argument("--budget", type=int, default=20,
+                     help="labels per cycle (and size of the initial labeled set)")
+    run.add_argument("--cycles", type=int, default=5, help="active-learning cycles")
+    run.add_argument("--repeats", type=int, default=3,
+                     help="repetitions (repeat r uses seed + r)")
+    run.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                     help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
+    run.add_argument("--epochs", type=int, default=None,
+                     help="epochs per cycle (overrides the preset)")
+    run.add_argument("--width", type=float, default=None,
+                     help="ConvNet width multiplier (overrides the preset)")
+    run.add_argument("--pool-size", type=int, default=None,
+                     help="use a class-balanced random subset of N training images")
+    run.add_argument("--device", default="auto", choices=DEVICES,
+                     help="auto = cuda when available, else cpu")
+    run.add_argument("--seed", type=int, default=0, help="base seed")
+    run.add_argument("--out", default=None, help="output folder (default runs/<timestamp>)")
+    run.add_argument("--pretrain", action="store_true",
+                     help="DeepCluster pre-training (PRE), cached as pretrain_<seed>.pt")
+    run.add_argument("--semi", action="store_true",
+                     help="semi-supervision by label propagation (SEMI)")
+    run.add_argument("--graph", default="reciprocal", choices=GRAPH_MODES,
+                     help="k-NN graph of --semi")
+    run.add_argument("--class-balance", action="store_true",
+                     help="class-balanced pseudo-label weights in --semi")
+    run.add_argument("--threads", type=int, default=None,
+                     help="torch CPU threads (default: torch's choice; 1 is often faster on a "
+                     "machine shared with other busy processes)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("report", help="rebuild summary.md and curves.png from run folders")
+    rep.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (results are merged)")
+    rep.add_argument("--out", default=None,
+                     help="where to write (default: the folder itself when one is given, "
+                     "else ./report)")
+    rep.set_defaults(func=_cmd_report)
     return p
 
 

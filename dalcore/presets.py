@@ -1,0 +1,132 @@
+"""Training presets: ``paper`` (the protocol of Siméoni et al., exact) and ``cpu`` (small, fast).
+
+A preset fixes the input size, the network width, how long each active-learning cycle trains, the
+batch size, the learning rate and the length of the unsupervised pre-training. ``--epochs`` and
+``--width`` on the command line override the preset's values.
+
+How long a cycle trains
+-----------------------
+``paper`` trains a fixed number of epochs (200) over the labeled set, as the paper does. ``cpu``
+instead fixes the number of *gradient steps* per cycle: with 20 labeled digits an epoch is a single
+batch, so "N epochs" would mean wildly different amounts of training at 20 and at 100 labels.
+:meth:`Preset.epochs_for` turns the step count into epochs for the size of the training set of a
+cycle (labeled images plus CEAL's pseudo-labeled ones), so every cycle of every method gets about
+the same number of updates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Training settings shared by every cycle of an experiment.
+
+    Attributes
+    ----------
+    name : str
+        The preset's name (``paper`` or ``cpu``).
+    description : str
+        One line for ``--help``.
+    image_size : int or None
+        Side of the square input images; ``None`` keeps the dataset's size (32x32 after padding).
+    width : float
+        Width multiplier of the 13-layer ConvNet (1.0 = 128/256/512 channels).
+    epochs : int or None
+        Epochs per cycle (``paper``); ``None`` when ``steps`` sets the training length.
+    steps : int or None
+        Gradient steps per cycle (``cpu``); converted to epochs by :meth:`epochs_for`.
+    semi_epochs : int or None
+        Epochs per cycle with ``--semi`` (an epoch there is a fixed share of the pool, so its length
+        does not depend on the labeled set); ``None`` uses ``epochs``.
+    batch_size : int
+        Supervised batch size.
+    lr : float
+        Initial learning rate (SGD Nesterov, cosine ramp-down).
+    pretrain_epochs : int
+        Epochs of DeepCluster pre-training with ``--pretrain``.
+    """
+
+    name: str
+    description: str
+    image_size: int | None
+    width: float
+    epochs: int | None
+    steps: int | None
+    semi_epochs: int | None
+    batch_size: int
+    lr: float
+    pretrain_epochs: int
+
+    def epochs_for(self, n_train: int, *, semi: bool = False, override: int | None = None) -> int:
+        """Number of training epochs of one cycle.
+
+        Parameters
+        ----------
+        n_train : int
+            Images trained on in this cycle (labeled plus pseudo-labeled), at least 1.
+        semi : bool
+            Whether the cycle trains with label propagation (``--semi``).
+        override : int or None
+            ``--epochs`` from the command line; wins when given.
+
+        Returns
+        -------
+        int
+            Epochs, at least 1.
+        """
+        if override is not None:
+            return int(override)
+        if semi and self.semi_epochs is not None:
+            return self.semi_epochs
+        if self.epochs is not None:
+            return self.epochs
+        assert self.steps is not None
+        batches_per_epoch = max(1, math.ceil(max(1, n_train) / self.batch_size))
+        return max(1, math.ceil(self.steps / batches_per_epoch))
+
+    def as_dict(self) -> dict:
+        """The preset as a plain dictionary (for config.json)."""
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        name="paper",
+        description="the paper's protocol: width 1.0, 200 epochs, batch 32, lr 0.2, 32x32 input, "
+        "400 pre-training epochs",
+        image_size=None,
+        width=1.0,
+        epochs=200,
+        steps=None,
+        semi_epochs=None,
+        batch_size=32,
+        lr=0.2,
+        pretrain_epochs=400,
+    ),
+    "cpu": Preset(
+        name="cpu",
+        description="small and fast for a laptop CPU: 16x16 input, width 0.25, 200 gradient steps "
+        "per cycle, batch 32, lr 0.2, 20 pre-training epochs",
+        image_size=16,
+        width=0.25,
+        epochs=None,
+        steps=200,
+        semi_epochs=10,
+        batch_size=32,
+        lr=0.2,
+        pretrain_epochs=20,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; ValueError naming the known presets otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown preset {name!r}; expected one of: {', '.join(sorted(PRESETS))}"
+        ) from None

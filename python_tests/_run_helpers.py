@@ -1,0 +1,43 @@
+"""Shared helpers of the experiment / CLI tests: a tiny digits configuration and CSV reading."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+import dalcore
+
+
+def _kcenter_ready() -> bool:
+    try:
+        dalcore.kcenter(np.eye(4, dtype=np.float32), 1)
+    except NotImplementedError:
+        return False
+    return True
+
+
+#: Methods of the tiny runs (coreset once the k-center kernel is built; uncertainty shares CEAL's
+#: selection, so CEAL stands for both).
+METHODS = "random,coreset,ceal" if _kcenter_ready() else "random,ceal"
+
+
+def tiny_args(out: Path, *extra: str, methods: str = METHODS, repeats: int = 1,
+              cycles: int = 2, seed: int = 0) -> list[str]:
+    """``dalcore run`` arguments of a configuration that runs in a few seconds."""
+    return [
+        "run", "--dataset", "digits", "--pool-size", "200", "--budget", "10",
+        "--cycles", str(cycles), "--repeats", str(repeats), "--epochs", "8",
+        "--methods", methods, "--seed", str(seed), "--out", str(out), "--quiet", "--threads", "1",
+        *extra,
+    ]
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def without_seconds(rows: list[dict]) -> list[tuple]:
+    return [tuple(v for k, v in r.items() if k != "seconds") for r in rows]
