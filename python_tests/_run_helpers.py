@@ -18,6 +18,17 @@ def _kcenter_ready() -> bool:
     return True
 
 
+def _knn_ready() -> bool:
+    try:
+        dalcore.knn(np.eye(4, dtype=np.float32), 1)
+    except NotImplementedError:
+        return False
+    return True
+
+
+#: Label propagation (--semi) needs the k-NN / graph / propagate kernels.
+SEMI_KERNELS_READY = _knn_ready()
+
 #: Methods of the tiny runs (coreset once the k-center kernel is built; uncertainty shares CEAL's
 #: selection, so CEAL stands for both).
 METHODS = "random,coreset,ceal" if _kcenter_ready() else "random,ceal"
