@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .presets import Preset, get_preset
+from .presets import PRESETS, Preset, get_preset
 
 __all__ = [
     "COLUMNS",
@@ -113,8 +113,8 @@ class ExperimentConfig:
     class_balance : bool
         Class-balanced pseudo-label weights in SEMI.
     threads : int or None
-        torch CPU threads (``torch.set_num_threads``); ``None`` keeps torch's choice. On a
-        machine shared with other busy processes, 1 is often several times faster.
+        torch CPU threads (``torch.set_num_threads``); ``None`` takes the preset's (1 for
+        ``cpu``, torch's choice for ``paper``).
     progress : bool
         Show progress bars (cycles and epochs).
     verbose : bool
@@ -403,8 +403,13 @@ def _prepare_out(cfg: ExperimentConfig, config_doc: dict[str, Any]) -> Path:
             old = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise ExperimentError(f"{cfg_path}: unreadable ({e}); use another --out") from None
-        old_fields = old.get("config", {})
-        new_fields = config_doc["config"]
+        old_fields = dict(old.get("config", {}))
+        new_fields = dict(config_doc["config"])
+        for k, v in config_doc["preset"].items():  # a preset redefined since is a change too
+            if k in ("name", "description", "threads"):
+                continue
+            new_fields[f"preset.{k}"] = v
+            old_fields[f"preset.{k}"] = old.get("preset", {}).get(k)
         diff = [k for k in new_fields if old_fields.get(k) != new_fields[k]]
         if diff:
             k = diff[0]
@@ -505,8 +510,11 @@ def run_experiment(cfg: ExperimentConfig,
     import torch
 
     threads = torch.get_num_threads()
-    if isinstance(cfg.threads, int) and cfg.threads >= 1:
-        torch.set_num_threads(cfg.threads)
+    want = cfg.threads
+    if want is None and cfg.preset in PRESETS:
+        want = PRESETS[cfg.preset].threads
+    if isinstance(want, int) and want >= 1:
+        torch.set_num_threads(want)
     try:
         return _run(cfg, on_row)
     finally:
@@ -552,6 +560,9 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
     refresh_factory = None
     if cfg.semi:
         refresh_factory = importlib.import_module(SEMI_MODULE).make_refresh
+        if "ceal" in cfg.methods:
+            _log(cfg, "note: with --semi, label propagation pseudo-labels the whole pool every "
+                      "epoch and supersedes CEAL's pseudo-labels: ceal selects by entropy only")
 
     try:
         for repeat in range(cfg.repeats):
