@@ -26,6 +26,7 @@ using namespace detail::prop;
 using i64 = std::int64_t;
 
 constexpr i64 kRows = 256;  // rows per reduction block (the fixed partition)
+constexpr i64 kParallelWork = i64(1) << 18;  // nnz * C below which one thread runs
 constexpr i64 kPrefetch = 8;  // nonzeros ahead whose row of p is prefetched
 
 // ---------------------------------------------------------------- the three passes (per block)
@@ -160,7 +161,7 @@ void validate(const CsrView& g, const std::int64_t* labels, i64 C, std::vector<i
   require(g.indptr[0] == 0 && g.indptr[g.n] == g.nnz, "graph: indptr must start at 0 and end at nnz (",
           g.nnz, "), got ", g.indptr[0], " ... ", g.indptr[g.n]);
   i64 bad_ptr = 0, bad_idx = 0;
-#pragma omp parallel for schedule(static) reduction(+ : bad_ptr, bad_idx)
+#pragma omp parallel for schedule(static) reduction(+ : bad_ptr, bad_idx) if (g.nnz >= kParallelWork)
   for (i64 i = 0; i < g.n; ++i) {
     const i64 a = g.indptr[i], e = g.indptr[i + 1];
     if (e < a || a < 0 || e > g.nnz) {
@@ -191,6 +192,8 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
   const std::size_t size = static_cast<std::size_t>(n) * static_cast<std::size_t>(C);
   const Passes<V> pass = select_passes<V>();
   const V alpha = static_cast<V>(prm.alpha);
+  // Small problems run on one thread: a parallel region costs more than their work.
+  const bool parallel = g.nnz * C >= kParallelWork;
 
   // x lives in the output when the vectors are float32.
   std::vector<V> x_own;
@@ -211,10 +214,10 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
 
   // ---- start: x = x0 (or 0), r = b - A x, p = r, rr = r.r
   if (x0 != nullptr) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (i64 i = 0; i < n; ++i)
       for (i64 c = 0; c < C; ++c) x[i * C + c] = static_cast<V>(x0[i * C + c]);
-#pragma omp parallel
+#pragma omp parallel if (parallel)
     {
       std::vector<V> acc(C);
 #pragma omp for schedule(dynamic, 1)
@@ -225,7 +228,7 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
   } else {
     std::fill(x, x + size, V(0));
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (i64 b = 0; b < nb; ++b) {
     double* pb = part.data() + b * C;
     for (i64 c = 0; c < C; ++c) pb[c] = 0.0;
@@ -249,7 +252,7 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
 
   // ---- iterations
   for (i64 it = 0; it < prm.max_iter && active > 0; ++it) {
-#pragma omp parallel
+#pragma omp parallel if (parallel)
     {
       std::vector<V> acc(C);
 #pragma omp for schedule(dynamic, 1)
@@ -263,7 +266,7 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
       step[c] = cg_step(&state[c], rho[c], dot[c]);
       step_v[c] = static_cast<V>(step[c]);
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (i64 b = 0; b < nb; ++b)
       pass.residual(q.data(), step_v.data(), r.data(), C, b * kRows, std::min(n, (b + 1) * kRows),
                     part.data() + b * C);
@@ -276,7 +279,7 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
       gamma_v[c] = static_cast<V>(gamma[c]);
       active += state[c] == kActive;
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (i64 b = 0; b < nb; ++b)
       pass.update(x, p.data(), r.data(), step_v.data(), beta_v.data(), gamma_v.data(), C,
                   b * kRows, std::min(n, (b + 1) * kRows));
@@ -294,7 +297,7 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
           "(D^-1/2 W D^-1/2)");
 
   if constexpr (!std::is_same_v<V, float>) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (i64 i = 0; i < n; ++i)
       for (i64 c = 0; c < C; ++c) out.z[i * C + c] = static_cast<float>(x[i * C + c]);
   }
