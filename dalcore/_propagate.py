@@ -232,18 +232,26 @@ def propagate(graph: Any, labels: Any, *, num_classes: int, alpha: float = 0.99,
         return _propagate_cuda(graph, labels, C, alpha, tol, max_iter, x0, return_info, double)
     if is_cuda(labels) or is_cuda(x0):
         raise TypeError("labels/x0: CUDA tensors need the graph as a CSR triple of CUDA tensors")
+    z, info = _propagate_host(graph, labels, C, alpha, tol, max_iter, x0, double)
+    as_torch = is_torch(labels) or (_is_triple(graph) and any(is_torch(a) for a in graph))
+    if as_torch:
+        z = torch_module().from_numpy(z)
+    if return_info:
+        return z, info
+    return z
+
+
+def _propagate_host(graph: Any, labels: Any, C: int, alpha: float, tol: float, max_iter: int,
+                    x0: Any, double: bool, reorder: int = -1) -> tuple[np.ndarray, PropagateInfo]:
+    """CPU kernel on validated host buffers. ``reorder``: -1 auto (breadth-first renumbering
+    for cache locality when an N x C vector exceeds 1 MiB), 0 never, 1 always."""
     indptr, indices, data, n = _host_csr(graph)
     lab, _ = _host_labels(labels, n, C)
     _check_symmetric(indptr, indices, data, n)
     x0a = _host_x0(x0, n, C)
     z, iters, relres = _core.propagate(indptr, indices, data, lab, C, x0a, alpha, tol,
-                                       max_iter, double)
-    as_torch = is_torch(labels) or (_is_triple(graph) and any(is_torch(a) for a in graph))
-    if as_torch:
-        z = torch_module().from_numpy(z)
-    if return_info:
-        return z, PropagateInfo(iters, relres)
-    return z
+                                       max_iter, double, reorder)
+    return z, PropagateInfo(iters, relres)
 
 
 def _propagate_cuda(graph: Any, labels: Any, C: int, alpha: float, tol: float, max_iter: int,

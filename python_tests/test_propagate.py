@@ -464,3 +464,23 @@ def test_cuda_bad_input(rng):
     bad = (triple[0], triple[1], triple[2].clone().fill_(float("nan")))
     with pytest.raises(ValueError, match="NaN"):
         dalcore.propagate(bad, lab, num_classes=3)
+
+
+# ------------------------------------------------------------------ locality reordering
+
+
+@pytest.mark.parametrize("reorder", [0, 1])
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_reordering_on_and_off(rng, digits, reorder, precision):
+    """The CPU kernel's breadth-first renumbering (automatic for large N x C) forced on and off:
+    both match the direct solve, warm starts included, in the caller's node order."""
+    from dalcore._propagate import _propagate_host
+
+    for name, s, labels, c in cases(rng, digits):
+        ref = direct(s, labels, c, 0.99)
+        z, info = _propagate_host(s, labels, c, 0.99, 1e-8, 3000, None, precision == "float64",
+                                  reorder)
+        assert col_rel_err(z, ref) <= 1e-5, (name, reorder)
+        _, warm = _propagate_host(s, labels, c, 0.99, 1e-4, 3000, ref.astype(np.float32),
+                                  precision == "float64", reorder)
+        assert (warm.iterations == 0).all()

@@ -19,7 +19,8 @@ using carray = py::array_t<T, py::array::c_style>;
 py::tuple propagate_cpu(const carray<std::int64_t>& indptr, const carray<std::int32_t>& indices,
                         const carray<float>& data, const carray<std::int64_t>& labels,
                         std::int64_t num_classes, const std::optional<carray<float>>& x0,
-                        double alpha, double tol, std::int64_t max_iter, bool double_vectors) {
+                        double alpha, double tol, std::int64_t max_iter, bool double_vectors,
+                        int reorder) {
   require(indptr.ndim() == 1 && indptr.size() >= 2, "graph: indptr must be 1-D with n + 1 >= 2 entries");
   const std::int64_t n = indptr.size() - 1;
   require(indices.ndim() == 1 && data.ndim() == 1 && indices.size() == data.size(),
@@ -45,6 +46,7 @@ py::tuple propagate_cpu(const carray<std::int64_t>& indptr, const carray<std::in
   prm.tol = tol;
   prm.max_iter = max_iter;
   prm.double_vectors = double_vectors;
+  prm.reorder = reorder;
   carray<float> z({n, num_classes});
   carray<std::int64_t> iters(num_classes);
   carray<double> relres(num_classes);
@@ -65,7 +67,7 @@ py::tuple propagate_cpu(const carray<std::int64_t>& indptr, const carray<std::in
 void register_propagate(py::module_& m) {
   m.def("propagate", &propagate_cpu, py::arg("indptr"), py::arg("indices"), py::arg("data"),
         py::arg("labels"), py::arg("num_classes"), py::arg("x0"), py::arg("alpha"),
-        py::arg("tol"), py::arg("max_iter"), py::arg("double_vectors") = false,
+        py::arg("tol"), py::arg("max_iter"), py::arg("double_vectors") = false, py::arg("reorder") = -1,
         "Block-CG label propagation on a CSR graph (int64 indptr, int32 indices, float32 data): "
         "returns (Z (n, C) float32, iterations (C,) int64, relative residuals (C,) float64).");
 }

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -27,30 +28,107 @@ using i64 = std::int64_t;
 
 constexpr i64 kRows = 256;  // rows per reduction block (the fixed partition)
 constexpr i64 kParallelWork = i64(1) << 18;  // nnz * C below which one thread runs
-constexpr i64 kPrefetch = 8;  // nonzeros ahead whose row of p is prefetched
+constexpr i64 kPrefetch = 8;
+constexpr i64 kReorderBytes = i64(1) << 20;  // auto-reorder above this many bytes per vector  // nonzeros ahead whose row of p is prefetched
 
 // ---------------------------------------------------------------- the three passes (per block)
+// 32-byte SIMD vectors (GCC vector extensions: AVX registers in the AVX2 clone, pairs of SSE
+// registers in the baseline one). Explicit vectors keep the row accumulators in registers;
+// plain arrays let the compiler interchange the loops and accumulate in memory.
+template <class V>
+struct Simd;
+template <>
+struct Simd<float> {
+  typedef float vec __attribute__((vector_size(32)));
+  static constexpr int kLanes = 8;
+};
+template <>
+struct Simd<double> {
+  typedef double vec __attribute__((vector_size(32)));
+  static constexpr int kLanes = 4;
+};
+
+template <class V>
+[[gnu::always_inline]] inline void prefetch_row(const CsrView& g, i64 k, i64 kend, const V* p,
+                                                i64 C, i64 row_bytes) {
+  if (k + kPrefetch < kend) {
+    const char* ahead =
+        reinterpret_cast<const char*>(p + static_cast<i64>(g.indices[k + kPrefetch]) * C);
+    for (i64 off = 0; off < row_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 3);
+  }
+}
+
+// (S p)_i restricted to columns [c0, c0 + NV * lanes): NV vector accumulators in registers
+// across the row's nonzeros [k0, k1). With Pf, the row of p needed kPrefetch nonzeros ahead
+// (all C columns) is prefetched, up to nonzero kend.
+template <class V, int NV, bool Pf>
+[[gnu::always_inline]] inline void row_chunk(const CsrView& g, i64 k0, i64 k1, i64 kend,
+                                             const V* p, i64 C, i64 c0, i64 row_bytes, V* out) {
+  using vec = typename Simd<V>::vec;
+  constexpr int L = Simd<V>::kLanes;
+  vec acc[NV];
+  for (int v = 0; v < NV; ++v) acc[v] = vec{};
+  for (i64 k = k0; k < k1; ++k) {
+    if constexpr (Pf) prefetch_row(g, k, kend, p, C, row_bytes);
+    const vec s = vec{} + static_cast<V>(g.data[k]);
+    const V* pj = p + static_cast<i64>(g.indices[k]) * C + c0;
+    for (int v = 0; v < NV; ++v) {
+      vec x;
+      std::memcpy(&x, pj + v * L, sizeof(vec));
+      acc[v] += s * x;
+    }
+  }
+  for (int v = 0; v < NV; ++v) std::memcpy(out + c0 + v * L, &acc[v], sizeof(vec));
+}
+
+// The last (C mod lanes) columns, scalar.
+template <class V, bool Pf>
+[[gnu::always_inline]] inline void row_tail(const CsrView& g, i64 k0, i64 k1, i64 kend,
+                                            const V* p, i64 C, i64 c0, i64 row_bytes, V* out) {
+  for (i64 c = c0; c < C; ++c) out[c] = V(0);
+  for (i64 k = k0; k < k1; ++k) {
+    if constexpr (Pf) prefetch_row(g, k, kend, p, C, row_bytes);
+    const V s = static_cast<V>(g.data[k]);
+    const V* pj = p + static_cast<i64>(g.indices[k]) * C;
+    for (i64 c = c0; c < C; ++c) out[c] += s * pj[c];
+  }
+}
+
+template <class V, bool Pf>
+[[gnu::always_inline]] inline i64 chunk_step(const CsrView& g, i64 k0, i64 k1, i64 kend,
+                                             const V* p, i64 C, i64 c0, i64 row_bytes, V* out) {
+  // 4, 2 or 1 vectors of columns at a time, then the scalar tail
+  constexpr int L = Simd<V>::kLanes;
+  const i64 rem = C - c0;
+  if (rem >= 4 * L) {
+    row_chunk<V, 4, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
+    return 4 * L;
+  }
+  if (rem >= 2 * L) {
+    row_chunk<V, 2, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
+    return 2 * L;
+  }
+  if (rem >= L) {
+    row_chunk<V, 1, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
+    return L;
+  }
+  row_tail<V, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
+  return rem;
+}
+
 // Pass 1: q = p - alpha S p on rows [i0, i1); part[c] = sum_i p_ic q_ic.
 template <class V>
 [[gnu::always_inline]] inline void spmm_block(const CsrView& g, V alpha, const V* p, V* q, i64 C,
                                               i64 i0, i64 i1, V* acc, double* part) {
   for (i64 c = 0; c < C; ++c) part[c] = 0.0;
-  // The gathered rows of p are the bottleneck (random rows, C * sizeof(V) bytes each): prefetch
-  // the row kPrefetch nonzeros ahead, within this block's range of nonzeros.
+  // The gathered rows of p are the bottleneck (random rows, C * sizeof(V) bytes each): the
+  // first column chunk prefetches the row kPrefetch nonzeros ahead, within this block.
   const i64 kend = g.indptr[i1];
   const i64 row_bytes = C * static_cast<i64>(sizeof(V));
   for (i64 i = i0; i < i1; ++i) {
-    for (i64 c = 0; c < C; ++c) acc[c] = V(0);
-    for (i64 k = g.indptr[i]; k < g.indptr[i + 1]; ++k) {
-      if (k + kPrefetch < kend) {
-        const char* ahead =
-            reinterpret_cast<const char*>(p + static_cast<i64>(g.indices[k + kPrefetch]) * C);
-        for (i64 off = 0; off < row_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 3);
-      }
-      const V s = static_cast<V>(g.data[k]);
-      const V* pj = p + static_cast<i64>(g.indices[k]) * C;
-      for (i64 c = 0; c < C; ++c) acc[c] += s * pj[c];
-    }
+    const i64 k0 = g.indptr[i], k1 = g.indptr[i + 1];
+    i64 c0 = chunk_step<V, true>(g, k0, k1, kend, p, C, 0, row_bytes, acc);
+    while (c0 < C) c0 += chunk_step<V, false>(g, k0, k1, kend, p, C, c0, row_bytes, acc);
     const V* pi = p + i * C;
     V* qi = q + i * C;
     for (i64 c = 0; c < C; ++c) {
@@ -307,6 +385,106 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
   }
 }
 
+// ---------------------------------------------------------------- locality reordering
+// A k-NN graph in dataset order gathers its neighbours' rows of p from all over the n x C
+// block, which does not fit in cache once C is large. Renumbering the nodes in breadth-first
+// order (Cuthill-McKee without the degree sort) puts neighbours close together, so the rows a
+// block of rows gathers stay in cache. The solve then runs on the permuted graph (the order of
+// the entries within a row is kept, so each row sums in the same order) and Z is permuted back.
+struct Reordered {
+  std::vector<i64> order;  // order[new] = old
+  std::vector<i64> indptr;
+  std::vector<std::int32_t> indices;
+  std::vector<float> data;
+  std::vector<i64> labels;
+  std::vector<float> x0;
+  CsrView view() const {
+    return CsrView{indptr.data(), indices.data(), data.data(), static_cast<i64>(order.size()),
+                   static_cast<i64>(indices.size())};
+  }
+};
+
+std::vector<i64> bfs_order(const CsrView& g) {
+  const i64 n = g.n;
+  std::vector<i64> order;
+  order.reserve(static_cast<std::size_t>(n));
+  std::vector<std::uint8_t> seen(static_cast<std::size_t>(n), 0);
+  for (i64 root = 0; root < n; ++root) {
+    if (seen[root]) continue;
+    seen[root] = 1;
+    std::size_t head = order.size();
+    order.push_back(root);
+    while (head < order.size()) {
+      const i64 i = order[head++];
+      for (i64 k = g.indptr[i]; k < g.indptr[i + 1]; ++k) {
+        const i64 j = g.indices[k];
+        if (!seen[j]) {
+          seen[j] = 1;
+          order.push_back(j);
+        }
+      }
+    }
+  }
+  return order;
+}
+
+Reordered reorder(const CsrView& g, const std::int64_t* labels, const float* x0, i64 C,
+                  bool parallel) {
+  Reordered r;
+  const i64 n = g.n;
+  r.order = bfs_order(g);
+  std::vector<std::int32_t> inv(static_cast<std::size_t>(n));
+  for (i64 k = 0; k < n; ++k) inv[r.order[k]] = static_cast<std::int32_t>(k);
+  r.indptr.resize(static_cast<std::size_t>(n + 1));
+  r.indptr[0] = 0;
+  for (i64 k = 0; k < n; ++k) {
+    const i64 o = r.order[k];
+    r.indptr[k + 1] = r.indptr[k] + (g.indptr[o + 1] - g.indptr[o]);
+  }
+  r.indices.resize(static_cast<std::size_t>(g.nnz));
+  r.data.resize(static_cast<std::size_t>(g.nnz));
+  r.labels.resize(static_cast<std::size_t>(n));
+  if (x0 != nullptr) r.x0.resize(static_cast<std::size_t>(n * C));
+#pragma omp parallel for schedule(static) if (parallel)
+  for (i64 k = 0; k < n; ++k) {
+    const i64 o = r.order[k];
+    i64 dst = r.indptr[k];
+    for (i64 e = g.indptr[o]; e < g.indptr[o + 1]; ++e, ++dst) {
+      r.indices[dst] = inv[g.indices[e]];
+      r.data[dst] = g.data[e];
+    }
+    r.labels[k] = labels[o];
+    if (x0 != nullptr) std::memcpy(&r.x0[k * C], x0 + o * C, sizeof(float) * C);
+  }
+  return r;
+}
+
+bool want_reorder(const CsrView& g, i64 C, const PropagateParams& prm) {
+  if (prm.reorder >= 0) return prm.reorder > 0;
+  const i64 vbytes = prm.double_vectors ? 8 : 4;
+  // auto: when one n x C vector no longer fits in a core's L2, and there is work to amortise
+  // the O(nnz) renumbering
+  return g.n * C * vbytes > kReorderBytes && g.nnz >= 4 * g.n && prm.max_iter >= 3;
+}
+
+template <class V>
+void solve(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<i64>& count,
+           const float* x0, const PropagateParams& prm, const PropagateOut& out) {
+  if (!want_reorder(g, C, prm)) {
+    run<V>(g, labels, C, count, x0, prm, out);
+    return;
+  }
+  const bool parallel = g.nnz * C >= kParallelWork;
+  const Reordered r = reorder(g, labels, x0, C, parallel);
+  std::vector<float> z(static_cast<std::size_t>(g.n * C));
+  PropagateOut tmp = out;
+  tmp.z = z.data();
+  run<V>(r.view(), r.labels.data(), C, count, x0 ? r.x0.data() : nullptr, prm, tmp);
+#pragma omp parallel for schedule(static) if (parallel)
+  for (i64 k = 0; k < g.n; ++k)
+    std::memcpy(out.z + r.order[k] * C, &z[k * C], sizeof(float) * C);
+}
+
 }  // namespace
 
 void propagate(const CsrView& graph, const std::int64_t* labels, std::int64_t num_classes,
@@ -318,9 +496,9 @@ void propagate(const CsrView& graph, const std::int64_t* labels, std::int64_t nu
   std::vector<i64> count;
   validate(graph, labels, num_classes, count);
   if (params.double_vectors)
-    run<double>(graph, labels, num_classes, count, x0, params, out);
+    solve<double>(graph, labels, num_classes, count, x0, params, out);
   else
-    run<float>(graph, labels, num_classes, count, x0, params, out);
+    solve<float>(graph, labels, num_classes, count, x0, params, out);
 }
 
 }  // namespace dalcore::cpu

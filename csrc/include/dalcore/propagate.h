@@ -22,6 +22,10 @@ struct PropagateParams {
   double tol = 1e-6;       // > 0: per-column relative residual target
   std::int64_t max_iter = 20;  // >= 1
   bool double_vectors = false;  // CG vectors (x, r, p, Ap) in float64 instead of float32
+  // CPU only: renumber the nodes in breadth-first order for cache locality of the SpMM
+  // (-1: when an n x C vector exceeds 1 MiB; 0: never; 1: always). Z is returned in the
+  // caller's order either way.
+  int reorder = -1;
 };
 
 // The graph: n x n CSR, indptr[n + 1] (int64, indptr[0] == 0), indices[nnz] (int32, < n),
