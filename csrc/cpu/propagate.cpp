@@ -29,6 +29,7 @@ using i64 = std::int64_t;
 constexpr i64 kRows = 256;  // rows per reduction block (the fixed partition)
 constexpr i64 kParallelWork = i64(1) << 18;  // nnz * C below which one thread runs
 constexpr i64 kPrefetch = 8;
+constexpr double kSymmetryRtol = 1e-4;
 constexpr i64 kReorderBytes = i64(1) << 20;  // auto-reorder above this many bytes per vector  // nonzeros ahead whose row of p is prefetched
 
 // ---------------------------------------------------------------- the three passes (per block)
@@ -233,6 +234,42 @@ void column_sums(const std::vector<double>& part, i64 nb, i64 C, std::vector<dou
     for (i64 c = 0; c < C; ++c) out[c] += part[b * C + c];
 }
 
+// A fixed pseudo-random value in [-1, 1) per (index, stream) (splitmix64).
+double hash_unit(std::uint64_t i, std::uint64_t stream) {
+  std::uint64_t z = i * 2 + stream + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+}
+
+// CG needs a symmetric S. Randomised test in one pass over the graph:
+// |u'Sv - v'Su| <= kSymmetryRtol * sum_ij |u_i S_ij v_j| for fixed pseudo-random u, v.
+void check_symmetric(const CsrView& g) {
+  const i64 n = g.n;
+  std::vector<double> u(static_cast<std::size_t>(n)), v(static_cast<std::size_t>(n));
+  for (i64 i = 0; i < n; ++i) {
+    u[i] = hash_unit(static_cast<std::uint64_t>(i), 0);
+    v[i] = hash_unit(static_cast<std::uint64_t>(i), 1);
+  }
+  double uv = 0.0, vu = 0.0, scale = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : uv, vu, scale) if (g.nnz >= kParallelWork)
+  for (i64 i = 0; i < n; ++i) {
+    for (i64 k = g.indptr[i]; k < g.indptr[i + 1]; ++k) {
+      const i64 j = g.indices[k];
+      const double s = g.data[k];
+      const double a = u[i] * s * v[j];
+      uv += a;
+      vu += v[i] * s * u[j];
+      scale += a < 0 ? -a : a;
+    }
+  }
+  const double diff = uv > vu ? uv - vu : vu - uv;
+  require(diff <= kSymmetryRtol * scale,
+          "graph: expected a symmetric affinity S (S == S.T); a randomised test found "
+          "|u'Sv - v'Su| = ", diff, " > ", kSymmetryRtol, " * ", scale);
+}
+
 void validate(const CsrView& g, const std::int64_t* labels, i64 C, std::vector<i64>& count) {
   require(g.n >= 1, "graph: expected at least one row, got ", g.n);
   require(C >= 1, "num_classes: expected >= 1, got ", C);
@@ -251,6 +288,7 @@ void validate(const CsrView& g, const std::int64_t* labels, i64 C, std::vector<i
   }
   require(bad_ptr == 0, "graph: indptr must be non-decreasing within [0, nnz]");
   require(bad_idx == 0, "graph: ", bad_idx, " column indices outside [0, ", g.n, ")");
+  check_symmetric(g);
   count.assign(C, 0);
   for (i64 i = 0; i < g.n; ++i) {
     const i64 l = labels[i];
