@@ -56,6 +56,7 @@ template <class V>
     const char* ahead =
         reinterpret_cast<const char*>(p + static_cast<i64>(g.indices[k + kPrefetch]) * C);
     for (i64 off = 0; off < row_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 3);
+    __builtin_prefetch(ahead + row_bytes - 1, 0, 3);  // a row may straddle one more line
   }
 }
 
@@ -82,39 +83,28 @@ template <class V, int NV, bool Pf>
   for (int v = 0; v < NV; ++v) std::memcpy(out + c0 + v * L, &acc[v], sizeof(vec));
 }
 
-// The last (C mod lanes) columns, scalar.
-template <class V, bool Pf>
-[[gnu::always_inline]] inline void row_tail(const CsrView& g, i64 k0, i64 k1, i64 kend,
-                                            const V* p, i64 C, i64 c0, i64 row_bytes, V* out) {
-  for (i64 c = c0; c < C; ++c) out[c] = V(0);
-  for (i64 k = k0; k < k1; ++k) {
-    if constexpr (Pf) prefetch_row(g, k, kend, p, C, row_bytes);
-    const V s = static_cast<V>(g.data[k]);
-    const V* pj = p + static_cast<i64>(g.indices[k]) * C;
-    for (i64 c = c0; c < C; ++c) out[c] += s * pj[c];
-  }
-}
-
+// One pass over the row's nonzeros for up to 4 vectors of columns. The last chunk may cover
+// columns past C: it reads into the next row of p (the gathered buffers carry kLanes elements
+// of padding at the end) and its extra lanes land in the padding of `out`, never used.
 template <class V, bool Pf>
 [[gnu::always_inline]] inline i64 chunk_step(const CsrView& g, i64 k0, i64 k1, i64 kend,
                                              const V* p, i64 C, i64 c0, i64 row_bytes, V* out) {
-  // 4, 2 or 1 vectors of columns at a time, then the scalar tail
   constexpr int L = Simd<V>::kLanes;
-  const i64 rem = C - c0;
-  if (rem >= 4 * L) {
-    row_chunk<V, 4, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
-    return 4 * L;
+  const i64 nvec = (C - c0 + L - 1) / L;
+  switch (nvec >= 4 ? 4 : nvec) {
+    case 4:
+      row_chunk<V, 4, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
+      return 4 * L;
+    case 3:
+      row_chunk<V, 3, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
+      return 3 * L;
+    case 2:
+      row_chunk<V, 2, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
+      return 2 * L;
+    default:
+      row_chunk<V, 1, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
+      return L;
   }
-  if (rem >= 2 * L) {
-    row_chunk<V, 2, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
-    return 2 * L;
-  }
-  if (rem >= L) {
-    row_chunk<V, 1, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
-    return L;
-  }
-  row_tail<V, Pf>(g, k0, k1, kend, p, C, c0, row_bytes, out);
-  return rem;
 }
 
 // Pass 1: q = p - alpha S p on rows [i0, i1); part[c] = sum_i p_ic q_ic.
@@ -312,15 +302,11 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
   const bool parallel = g.nnz * C >= kParallelWork;
 
   // x lives in the output when the vectors are float32.
-  std::vector<V> x_own;
-  V* x;
-  if constexpr (std::is_same_v<V, float>) {
-    x = out.z;
-  } else {
-    x_own.resize(size);
-    x = x_own.data();
-  }
-  std::vector<V> r(size), p(size), q(size);
+  // x and p are gathered by the SpMM, whose last column chunk may read kLanes elements past
+  // the end: they carry that padding (zeros).
+  constexpr std::size_t pad = Simd<V>::kLanes;
+  std::vector<V> x_own(size + pad, V(0)), p(size + pad, V(0)), r(size), q(size);
+  V* x = x_own.data();
   std::vector<double> part(static_cast<std::size_t>(nb * C));
   std::vector<double> bb(C), rho(C), relres(C), dot(C), beta(C), gamma(C);
   std::vector<V> step_v(C), beta_v(C), gamma_v(C);
@@ -335,7 +321,7 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
       for (i64 c = 0; c < C; ++c) x[i * C + c] = static_cast<V>(x0[i * C + c]);
 #pragma omp parallel if (parallel)
     {
-      std::vector<V> acc(C);
+      std::vector<V> acc(static_cast<std::size_t>(C) + pad);
 #pragma omp for schedule(dynamic, 1)
       for (i64 b = 0; b < nb; ++b)
         pass.spmm(g, alpha, x, q.data(), C, b * kRows, std::min(n, (b + 1) * kRows), acc.data(),
@@ -370,7 +356,7 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
   for (i64 it = 0; it < prm.max_iter && active > 0; ++it) {
 #pragma omp parallel if (parallel)
     {
-      std::vector<V> acc(C);
+      std::vector<V> acc(static_cast<std::size_t>(C) + pad);
 #pragma omp for schedule(dynamic, 1)
       for (i64 b = 0; b < nb; ++b)
         pass.spmm(g, alpha, p.data(), q.data(), C, b * kRows, std::min(n, (b + 1) * kRows),
@@ -412,11 +398,9 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
           ": I - alpha*S is not positive definite; pass a symmetric, normalised affinity "
           "(D^-1/2 W D^-1/2)");
 
-  if constexpr (!std::is_same_v<V, float>) {
 #pragma omp parallel for schedule(static) if (parallel)
-    for (i64 i = 0; i < n; ++i)
-      for (i64 c = 0; c < C; ++c) out.z[i * C + c] = static_cast<float>(x[i * C + c]);
-  }
+  for (i64 i = 0; i < n; ++i)
+    for (i64 c = 0; c < C; ++c) out.z[i * C + c] = static_cast<float>(x[i * C + c]);
   for (i64 c = 0; c < C; ++c) {
     if (out.iterations) out.iterations[c] = iters[c];
     if (out.relres) out.relres[c] = relres[c];
