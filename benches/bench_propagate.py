@@ -10,7 +10,7 @@ passes over N x C float32 vectors: SpMM reads p and writes q; residual reads r, 
 r; update reads x, p, r and writes x, p) divided by the read bandwidth measured in the same
 run with every core (benches/_common.py).
 
-The graph is k-NN-like: N points in 100 random clusters, each with k random neighbours in its
+The graph is k-NN-like: N points in N/500 random clusters, each with k random neighbours in its
 cluster (weights u^3, u uniform), made symmetric as W + W^T (the LP-DeepSSL "union" graph) and
 normalised D^-1/2 W D^-1/2; nodes are in random order, as a dataset's are. ``--graph faiss``
 builds a true k-NN graph with faiss on clustered Gaussian features instead (slow for large N).
@@ -52,8 +52,9 @@ def normalise(w: sp.csr_array) -> sp.csr_array:
     return s
 
 
-def synthetic_graph(n: int, k: int, seed: int = 0, clusters: int = 100) -> sp.csr_array:
+def synthetic_graph(n: int, k: int, seed: int = 0, cluster_size: int = 500) -> sp.csr_array:
     rng = np.random.default_rng(seed)
+    clusters = max(1, n // cluster_size)
     cl = rng.integers(0, clusters, n)
     order = np.argsort(cl, kind="stable")
     start = np.searchsorted(cl[order], np.arange(clusters))
