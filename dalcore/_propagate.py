@@ -380,7 +380,7 @@ def pseudo_labels(Z: Any) -> tuple[Any, Any, Any]:
     0 and each row is L2-normalised, then L1-normalised into probabilities ``p``;
     ``weight = 1 - H(p) / log(C)`` (entropy in nats), and the weights are divided by their
     maximum, as LP-DeepSSL does (so the most certain node gets weight 1); ``label =
-    argmax`` of the row (ties to the lowest class). Rows with no positive score (isolated or
+    argmax(p)`` (ties to the lowest class). Rows with no positive score (isolated or
     unreachable nodes) get weight 0 (and label 0). ``class_weights[c] = (N / C) / count_c``
     with ``count_c`` the number of pseudo-labels of class ``c`` (inverse class frequency); a
     class that no node is pseudo-labeled with gets class weight 0 (LP-DeepSSL would divide by

@@ -15,6 +15,7 @@
 // host copy) to stop early once all columns have converged. With the default max_iter = 20
 // that is at most two synchronisations per call.
 #include <thrust/for_each.h>
+#include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
 
@@ -33,8 +34,8 @@ namespace {
 using namespace detail::prop;
 using i64 = std::int64_t;
 
-constexpr i64 kRows = 32;       // rows per (block, column) work item / partial dot product
-constexpr i64 kGroup = 32;      // partials summed by one item in the first reduction stage
+constexpr i64 kRows = 16;       // rows per (block, column) work item / partial dot product
+constexpr i64 kGroup = 64;      // partials summed by one item in the first reduction stage
 constexpr i64 kCheckEvery = 8;  // iterations between host checks for "all columns converged"
 
 struct Csr {
