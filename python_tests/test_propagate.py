@@ -484,3 +484,30 @@ def test_reordering_on_and_off(rng, digits, reorder, precision):
         _, warm = _propagate_host(s, labels, c, 0.99, 1e-4, 3000, ref.astype(np.float32),
                                   precision == "float64", reorder)
         assert (warm.iterations == 0).all()
+
+
+def test_result_does_not_depend_on_thread_count(rng, tmp_path):
+    """Reductions use a fixed row-block partition: 1 and 2 OpenMP threads give identical bits."""
+    import os
+    import subprocess
+    import sys
+
+    s = random_graph(rng, 3000, 0.01)
+    labels = pick_labels(rng, rng.integers(0, 5, 3000), 3)
+    sp.save_npz(tmp_path / "g.npz", s)
+    np.save(tmp_path / "labels.npy", labels)
+    script = (
+        "import sys, numpy as np, scipy.sparse as sp, dalcore\n"
+        "s = sp.load_npz(sys.argv[2]); lab = np.load(sys.argv[3])\n"
+        "z = dalcore.propagate(s, lab, num_classes=5, tol=1e-9, max_iter=200)\n"
+        "np.save(sys.argv[1], z)\n"
+    )
+    outs = []
+    for threads in (1, 2):
+        out = tmp_path / f"z{threads}.npy"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / "g.npz"),
+                        str(tmp_path / "labels.npy")], env=env, check=True)
+        outs.append(np.load(out))
+    assert np.array_equal(outs[0], outs[1])
+    assert col_rel_err(outs[0], direct(s, labels, 5, 0.99)) <= 1e-5
