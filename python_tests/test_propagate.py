@@ -511,3 +511,16 @@ def test_result_does_not_depend_on_thread_count(rng, tmp_path):
         outs.append(np.load(out))
     assert np.array_equal(outs[0], outs[1])
     assert col_rel_err(outs[0], direct(s, labels, 5, 0.99)) <= 1e-5
+
+
+def test_graph_without_edges_returns_y(rng):
+    """S = 0: A = I, so Z = Y exactly, after one iteration per column (also with one class)."""
+    for n, c in ((1, 1), (50, 1), (50, 4)):
+        s = sp.csr_array((n, n), dtype=np.float32)
+        labels = np.full(n, -1, dtype=np.int64)
+        labels[:c] = np.arange(c)
+        labels[rng.choice(np.arange(c, n), min(n - c, 5), replace=False)] = rng.integers(
+            0, c, min(n - c, 5))
+        z, info = dalcore.propagate(s, labels, num_classes=c, return_info=True)
+        np.testing.assert_allclose(z, rhs(labels, c), rtol=1e-7, atol=0)
+        assert (info.iterations == 1).all() and (info.residuals == 0).all()

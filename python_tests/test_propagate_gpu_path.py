@@ -116,3 +116,15 @@ def test_kernel_checks_its_parameters(omp_core, rng):
                       ({"max_iter": 0}, "max_iter"), ({"n_": 0}, "graph")]:
         with pytest.raises(ValueError, match=match):
             call(**kw)
+
+
+def test_graph_without_edges_returns_y(omp_core):
+    import scipy.sparse as sp
+
+    for n, c in ((1, 1), (40, 3)):
+        s = sp.csr_array((n, n), dtype=np.float32)
+        labels = np.full(n, -1, dtype=np.int64)
+        labels[:c] = np.arange(c)
+        z, info = run(omp_core, s, labels, num_classes=c)
+        np.testing.assert_allclose(z, rhs(labels, c), rtol=1e-7, atol=0)
+        assert (info.iterations == 1).all() and (info.residuals == 0).all()
