@@ -97,28 +97,46 @@ def _order_rows(values: Any, indices: Any, metric: str, lib: Any) -> tuple[Any, 
     return values, lib.gather(indices, 1, o)
 
 
-def _drop_self(values: Any, indices: Any, k: int, lib: Any) -> tuple[Any, Any]:
-    """From k + 1 results per row, remove the query itself wherever it is (the last result when
-    it is absent: more than k points tie with it), keeping k others in order."""
-    n = indices.shape[0]
+def _drop_self(values: Any, indices: Any, lib: Any) -> tuple[Any, Any]:
+    """From m results per row, remove the query itself wherever it is (the last result when it is
+    absent: more points tie with it than were returned), keeping m - 1 others in order."""
+    n, m = indices.shape
     if lib is np:
-        rows = np.arange(n)[:, None]
-        is_self = indices == rows
-        is_self[:, k] |= ~is_self.any(axis=1)
+        is_self = indices == np.arange(n)[:, None]
+        is_self[:, m - 1] |= ~is_self.any(axis=1)
     else:
-        rows = lib.arange(n, device=indices.device)[:, None]
-        is_self = indices == rows
-        is_self[:, k] |= ~is_self.any(dim=1)
+        is_self = indices == lib.arange(n, device=indices.device)[:, None]
+        is_self[:, m - 1] |= ~is_self.any(dim=1)
     keep = ~is_self
-    return values[keep].reshape(n, k), indices[keep].reshape(n, k)
+    return values[keep].reshape(n, m - 1), indices[keep].reshape(n, m - 1)
+
+
+def _from_index_search(x: Any, values: Any, indices: Any, k: int, metric: str, lib: Any):
+    """k results per row from an index searched for min(k + 2, N): drop self, order best first
+    with ties by index, and redo exactly (full row, stable) the rare rows whose k-th value ties
+    with the next one, where the index may have kept a higher index among equal scores."""
+    values, indices = _drop_self(values, indices, lib)
+    values, indices = _order_rows(values, indices, metric, lib)
+    if indices.shape[1] > k:
+        tied = values[:, k - 1] == values[:, k]
+        values, indices = values[:, :k], indices[:, :k]
+        if lib is np:
+            rows = np.nonzero(tied)[0]
+            if rows.size:
+                values[rows], indices[rows] = _numpy_rows(x, rows, k, metric)
+        elif bool(tied.any()):
+            rows = tied.nonzero().squeeze(1)
+            values[rows], indices[rows] = _torch_rows(x, rows, k, metric)
+    return values, indices
 
 
 def _knn_faiss_cpu(faiss: Any, x: np.ndarray, k: int, metric: str) -> tuple[Any, Any]:
     index = faiss.IndexFlatIP(x.shape[1]) if metric == "ip" else faiss.IndexFlatL2(x.shape[1])
     index.add(x)
-    values, indices = index.search(x, k + 1)
-    values, indices = _drop_self(values, indices.astype(np.int64, copy=False), k, np)
-    values, indices = _order_rows(values, indices, metric, np)
+    values, indices = index.search(x, min(k + 2, x.shape[0]))
+    values, indices = _from_index_search(
+        x, values, indices.astype(np.int64, copy=False), k, metric, np
+    )
     return np.ascontiguousarray(values, np.float32), np.ascontiguousarray(indices, np.int64)
 
 
@@ -135,9 +153,8 @@ def _knn_faiss_gpu(faiss: Any, x: Any, k: int, metric: str) -> tuple[Any, Any]:
     cls = faiss.GpuIndexFlatIP if metric == "ip" else faiss.GpuIndexFlatL2
     index = cls(_gpu_resources, x.shape[1], cfg)
     index.add(x)
-    values, indices = index.search(x, k + 1)
-    values, indices = _drop_self(values, indices.to(torch.int64), k, torch)
-    values, indices = _order_rows(values, indices, metric, torch)
+    values, indices = index.search(x, min(k + 2, x.shape[0]))
+    values, indices = _from_index_search(x, values, indices.to(torch.int64), k, metric, torch)
     return values.contiguous(), indices.contiguous()
 
 
@@ -158,48 +175,56 @@ def _topk_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return vals[take].reshape(b, k), cols[take].reshape(b, k)
 
 
+def _numpy_rows(x: np.ndarray, rows: np.ndarray, k: int, metric: str) -> tuple[Any, Any]:
+    """Exact k-NN of the points ``rows`` (a block) by a matrix product + top-k."""
+    s = x[rows] @ x.T
+    if metric == "l2":  # score = -(squared distance)
+        sq = np.einsum("ij,ij->i", x, x)
+        s = 2.0 * s - sq[rows, None] - sq[None, :]
+    s[np.arange(rows.size), rows] = -np.inf
+    v, i = _topk_numpy(s, k)
+    return (np.maximum(-v, 0.0) if metric == "l2" else v), i
+
+
 def _knn_numpy(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Blocked x @ x.T + top-k (scores: similarity, or minus the squared distance)."""
     n = x.shape[0]
     values = np.empty((n, k), np.float32)
     indices = np.empty((n, k), np.int64)
-    sq = np.einsum("ij,ij->i", x, x) if metric == "l2" else None
     step = _block_rows(n)
     for lo in range(0, n, step):  # blocks of rows, not points: O(N / step) iterations
         hi = min(n, lo + step)
-        s = x[lo:hi] @ x.T
-        if sq is not None:
-            s = 2.0 * s - sq[lo:hi, None] - sq[None, :]  # -(squared distance)
-        s[np.arange(hi - lo), np.arange(lo, hi)] = -np.inf
-        v, i = _topk_numpy(s, k)
-        values[lo:hi] = np.maximum(-v, 0.0) if sq is not None else v
-        indices[lo:hi] = i
+        values[lo:hi], indices[lo:hi] = _numpy_rows(x, np.arange(lo, hi), k, metric)
     return values, indices
 
 
+def _torch_rows(x: Any, rows: Any, k: int, metric: str) -> tuple[Any, Any]:
+    """Exact k-NN of the points ``rows`` on the tensor's device: topk, then the rows whose k-th
+    score ties with a score left out are redone by a stable full sort (ties to lowest index)."""
+    torch = torch_module()
+    s = x[rows] @ x.T
+    if metric == "l2":
+        sq = (x * x).sum(1)
+        s = 2.0 * s - sq[rows, None] - sq[None, :]
+    s[torch.arange(rows.numel(), device=x.device), rows] = -torch.inf
+    v, i = torch.topk(s, k, dim=1)
+    tied = (s >= v[:, -1:]).sum(1) > k
+    if bool(tied.any()):
+        t = tied.nonzero().squeeze(1)
+        sv, si = torch.sort(s[t], dim=1, descending=True, stable=True)
+        v[t], i[t] = sv[:, :k], si[:, :k]
+    v, i = _order_rows(v, i, "ip", torch)
+    return ((-v).clamp_min(0.0) if metric == "l2" else v), i
+
+
 def _knn_torch(x: Any, k: int, metric: str) -> tuple[Any, Any]:
-    """Blocked x @ x.T + topk on the tensor's device; rows whose k-th score ties with a score
-    left out are redone with a stable full sort so that ties go to the lowest index."""
+    """Blocked x @ x.T + topk on the tensor's device."""
     torch = torch_module()
     n = x.shape[0]
     values = torch.empty((n, k), dtype=torch.float32, device=x.device)
     indices = torch.empty((n, k), dtype=torch.int64, device=x.device)
-    sq = (x * x).sum(1) if metric == "l2" else None
     step = _block_rows(n)
     for lo in range(0, n, step):  # blocks of rows: O(N / step) iterations
         hi = min(n, lo + step)
-        s = x[lo:hi] @ x.T
-        if sq is not None:
-            s = 2.0 * s - sq[lo:hi, None] - sq[None, :]
-        r = torch.arange(hi - lo, device=x.device)
-        s[r, r + lo] = -torch.inf
-        v, i = torch.topk(s, k, dim=1)
-        tied = (s >= v[:, -1:]).sum(1) > k
-        if bool(tied.any()):
-            rows = tied.nonzero().squeeze(1)
-            sv, si = torch.sort(s[rows], dim=1, descending=True, stable=True)
-            v[rows], i[rows] = sv[:, :k], si[:, :k]
-        v, i = _order_rows(v, i, "ip", torch)
-        values[lo:hi] = (-v).clamp_min(0.0) if sq is not None else v
-        indices[lo:hi] = i
+        rows = torch.arange(lo, hi, device=x.device)
+        values[lo:hi], indices[lo:hi] = _torch_rows(x, rows, k, metric)
     return values, indices
