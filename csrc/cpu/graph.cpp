@@ -1,10 +1,15 @@
 // CPU kernel of knn_graph (OpenMP): see dalcore/graph.h for the contract.
 //
-// 1. prepare (parallel over rows): validate, a_ij = max(0, s)^gamma, sort each row by index.
-// 2. union only: transpose the lists by a per-thread counting sort (deterministic: every bucket
-//    receives its sources in increasing row order).
-// 3. count (parallel over rows) + exclusive scan -> indptr; nnz.
-// 4. fill (parallel over rows): indices, unnormalised w, degree -> d^-1/2; then scale rows.
+// No comparison sort: two stable parallel counting sorts (transpositions) put every list in order.
+// 1. T = transpose(lists): per row i, the j that list i (ascending) with a_ji; validates the input
+//    and computes a_ij = max(0, s)^gamma on the way; self entries are dropped.
+// 2. L = transpose(T): per row i, its own list sorted by index, with a_ij.
+// 3. count: per row, merge L_i and T_i (union: all; reciprocal: the common j): row length and
+//    degree d_i -> d_i^-1/2; scan -> indptr.
+// 4. fill: the same merge writes indices and S_ij = w_ij d_i^-1/2 d_j^-1/2 (one output pass).
+// A transposition: each thread counts the targets of its block of rows, bucket offsets are
+// prefix sums over (target, thread), then each thread scatters its rows in order, so every
+// bucket receives its sources in increasing order (deterministic, no atomics).
 #include "dalcore/graph.h"
 
 #include <omp.h>
@@ -44,53 +49,115 @@ struct default_init_allocator : std::allocator<T> {
 template <class T>
 using raw_vector = std::vector<T, default_init_allocator<T>>;
 
-// Exclusive prefix sum of a[0, n) in place, in parallel (two passes over per-thread blocks);
-// returns the total.
+// Lists in CSR form: row i is col/w[off[i], off[i + 1]).
+struct Lists {
+  raw_vector<std::int64_t> off;
+  raw_vector<std::int32_t> col;
+  raw_vector<float> w;
+};
+
+// Exclusive prefix sum of a[0, n) in place (serial: n is the number of points, small next to
+// the n * k entries); returns the total.
 std::int64_t exclusive_scan(std::int64_t* a, std::int64_t n) {
-  const int nt = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(n / 65536) + 1));
-  std::vector<std::int64_t> block_sum(static_cast<std::size_t>(nt) + 1, 0);
-#pragma omp parallel num_threads(nt)
+  std::int64_t run = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t v = a[i];
+    a[i] = run;
+    run += v;
+  }
+  return run;
+}
+
+// The input k-NN lists seen as rows: validates entries and computes weights on the fly.
+struct InputRows {
+  const KnnLists& in;
+  double gamma;
+  std::int64_t begin(std::int64_t i) const { return i * in.k; }
+  std::int64_t end(std::int64_t i) const { return i * in.k + in.k; }
+  std::int64_t col(std::int64_t e) const { return in.idx[e]; }
+  float weight(std::int64_t e) const { return detail::edge_weight(in.sims[e], gamma); }
+  bool valid(std::int64_t e) const {
+    const std::int64_t j = in.idx[e];
+    return detail::finite_value(in.sims[e]) && j >= 0 && j < in.n;
+  }
+};
+
+struct CsrRows {
+  const Lists& l;
+  std::int64_t begin(std::int64_t i) const { return l.off[i]; }
+  std::int64_t end(std::int64_t i) const { return l.off[i + 1]; }
+  std::int64_t col(std::int64_t e) const { return l.col[e]; }
+  float weight(std::int64_t e) const { return l.w[e]; }
+  bool valid(std::int64_t) const { return true; }
+};
+
+// Stable parallel counting transpose of n rows (entries with col == row are dropped). Returns
+// the first row holding an invalid entry (n when none; then `out` is not filled).
+template <class Rows>
+std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out) {
+  const int max_threads = omp_get_max_threads();
+  raw_vector<std::int32_t> cnt(static_cast<std::size_t>(max_threads) * static_cast<std::size_t>(n));
+  out.off.resize(static_cast<std::size_t>(n) + 1);
+  std::int64_t bad = n;
+#pragma omp parallel
   {
     const int t = omp_get_thread_num();
     const int T = omp_get_num_threads();
     const std::int64_t lo = n * t / T, hi = n * (t + 1) / T;
-    std::int64_t s = 0;
-    for (std::int64_t i = lo; i < hi; ++i) s += a[i];
-    block_sum[t + 1] = s;
+    std::int32_t* c = cnt.data() + static_cast<std::size_t>(t) * static_cast<std::size_t>(n);
+    std::fill(c, c + n, 0);
+    std::int64_t my_bad = n;
+    for (std::int64_t i = lo; i < hi && my_bad == n; ++i)
+      for (std::int64_t e = rows.begin(i); e < rows.end(i); ++e) {
+        if (!rows.valid(e)) {
+          my_bad = i;
+          break;
+        }
+        const std::int64_t j = rows.col(e);
+        if (j != i) ++c[j];
+      }
+    if (my_bad < n) {
+#pragma omp critical(dalcore_graph_bad)
+      bad = std::min(bad, my_bad);
+    }
 #pragma omp barrier
+    if (bad == n) {
+      // bucket j: sources of lower threads (lower rows) first
+#pragma omp for schedule(static)
+      for (std::int64_t j = 0; j < n; ++j) {
+        std::int64_t run = 0;
+        for (int u = 0; u < T; ++u) {
+          std::int32_t& v = cnt[static_cast<std::size_t>(u) * static_cast<std::size_t>(n) + j];
+          const std::int32_t here = v;
+          v = static_cast<std::int32_t>(run);
+          run += here;
+        }
+        out.off[j] = run;
+      }
 #pragma omp single
-    for (int u = 0; u < T; ++u) block_sum[u + 1] += block_sum[u];
-    std::int64_t run = block_sum[t];
-    for (std::int64_t i = lo; i < hi; ++i) {
-      const std::int64_t v = a[i];
-      a[i] = run;
-      run += v;
+      {
+        out.off[n] = 0;
+        const std::int64_t total = exclusive_scan(out.off.data(), n + 1);
+        out.col.resize(static_cast<std::size_t>(total));
+        out.w.resize(static_cast<std::size_t>(total));
+      }
+      const std::int64_t* off = out.off.data();
+      std::int32_t* col = out.col.data();
+      float* w = out.w.data();
+      for (std::int64_t i = lo; i < hi; ++i)
+        for (std::int64_t e = rows.begin(i); e < rows.end(i); ++e) {
+          const std::int64_t j = rows.col(e);
+          if (j == i) continue;
+          const std::int64_t pos = off[j] + c[j]++;
+          col[pos] = static_cast<std::int32_t>(i);
+          w[pos] = rows.weight(e);
+        }
     }
   }
-  return block_sum[static_cast<std::size_t>(nt)];
+  return bad;
 }
 
-}  // namespace
-
-struct KnnGraphBuilder::State {
-  std::int64_t n = 0, k = 0, nnz = 0;
-  GraphMode mode = GraphMode::reciprocal;
-  raw_vector<std::int32_t> col;   // n * k: each row sorted by neighbour index (self kept)
-  raw_vector<float> w;            // n * k: a_ij along col
-  raw_vector<float> wsym;         // reciprocal: symmetric weight along col, 0 when dropped
-  raw_vector<std::int64_t> toff;  // union: n + 1 offsets of the transposed lists
-  raw_vector<std::int32_t> tsrc;  // union: per row i, the sources j listing i, ascending
-  raw_vector<float> tw;           // union: a_ji along tsrc
-  raw_vector<std::int64_t> rowptr;  // n + 1: exclusive scan of the output row lengths
-
-  void prepare(const KnnLists& in, double gamma);
-  void transpose();
-  void count();
-};
-
-namespace {
-
-// Explains why row i of the input is invalid (called once, after the parallel pass found it).
+// Explains why row i of the input is invalid (called once, after a parallel pass found it).
 [[noreturn]] void throw_bad_row(const KnnLists& in, std::int64_t i) {
   const std::int64_t k = in.k;
   std::vector<std::int64_t> seen;
@@ -113,110 +180,20 @@ namespace {
 
 }  // namespace
 
-void KnnGraphBuilder::State::prepare(const KnnLists& in, double gamma) {
-  const std::int64_t m = n * k;
-  col.resize(static_cast<std::size_t>(m));
-  w.resize(static_cast<std::size_t>(m));
-  std::int64_t bad = n;
-#pragma omp parallel
-  {
-    std::vector<std::pair<std::int32_t, float>> row(static_cast<std::size_t>(k));
-#pragma omp for schedule(static) reduction(min : bad)
-    for (std::int64_t i = 0; i < n; ++i) {
-      const float* s = in.sims + i * k;
-      const std::int64_t* id = in.idx + i * k;
-      bool ok = true;
-      for (std::int64_t t = 0; t < k; ++t) {
-        const std::int64_t j = id[t];
-        ok &= detail::finite_value(s[t]) && j >= 0 && j < n;
-        row[t] = {static_cast<std::int32_t>(j), detail::edge_weight(s[t], gamma)};
-      }
-      if (k <= 32) {  // insertion sort: short rows, mostly small displacements
-        for (std::int64_t t = 1; t < k; ++t) {
-          const auto v = row[t];
-          std::int64_t u = t;
-          for (; u > 0 && row[u - 1].first > v.first; --u) row[u] = row[u - 1];
-          row[u] = v;
-        }
-      } else {
-        std::sort(row.begin(), row.end(),
-                  [](const auto& a, const auto& b) { return a.first < b.first; });
-      }
-      for (std::int64_t t = 0; t < k; ++t) {
-        ok &= t == 0 || row[t].first != row[t - 1].first;
-        col[i * k + t] = row[t].first;
-        w[i * k + t] = row[t].second;
-      }
-      if (!ok) bad = std::min(bad, i);
-    }
-  }
-  if (bad < n) throw_bad_row(in, bad);
-}
+struct KnnGraphBuilder::State {
+  std::int64_t n = 0, nnz = 0;
+  bool mutual = true;
+  Lists t;  // per row i: the j listing i, ascending, with a_ji
+  Lists l;  // per row i: its own list, ascending, with a_ij
+  raw_vector<std::int64_t> rowptr;  // n + 1: exclusive scan of the output row lengths
+  raw_vector<double> dinv;          // n: d_i^-1/2 (0 for isolated rows)
 
-void KnnGraphBuilder::State::transpose() {
-  const int nt = omp_get_max_threads();
-  raw_vector<std::int32_t> cnt(static_cast<std::size_t>(nt) * static_cast<std::size_t>(n));
-  toff.resize(static_cast<std::size_t>(n) + 1);
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
-    const int T = omp_get_num_threads();
-    const std::int64_t lo = n * t / T, hi = n * (t + 1) / T;
-    std::int32_t* c = cnt.data() + static_cast<std::size_t>(t) * n;
-    std::fill(c, c + n, 0);
-    for (std::int64_t i = lo; i < hi; ++i)
-      for (std::int64_t e = i * k; e < i * k + k; ++e)
-        if (col[e] != i) ++c[col[e]];
-#pragma omp barrier
-    // Bucket j starts, per thread, after the sources of every lower thread (lower rows).
-#pragma omp for schedule(static)
-    for (std::int64_t j = 0; j < n; ++j) {
-      std::int64_t run = 0;
-      for (int u = 0; u < T; ++u) {
-        std::int32_t& v = cnt[static_cast<std::size_t>(u) * n + j];
-        const std::int32_t here = v;
-        v = static_cast<std::int32_t>(run);
-        run += here;
-      }
-      toff[j] = run;
-    }
-#pragma omp single
-    {
-      toff[n] = 0;
-      const std::int64_t total = exclusive_scan(toff.data(), n + 1);
-      tsrc.resize(static_cast<std::size_t>(total));
-      tw.resize(static_cast<std::size_t>(total));
-    }
-    for (std::int64_t i = lo; i < hi; ++i)
-      for (std::int64_t e = i * k; e < i * k + k; ++e) {
-        const std::int32_t j = col[e];
-        if (j == i) continue;
-        const std::int64_t pos = toff[j] + c[j]++;
-        tsrc[pos] = static_cast<std::int32_t>(i);
-        tw[pos] = w[e];
-      }
+  template <class Emit>
+  void row(std::int64_t i, Emit& emit) const {
+    detail::merge_row(i, mutual, l.col.data(), l.w.data(), l.off[i], l.off[i + 1], t.col.data(),
+                      t.w.data(), t.off[i], t.off[i + 1], emit);
   }
-}
-
-void KnnGraphBuilder::State::count() {
-  rowptr.resize(static_cast<std::size_t>(n) + 1);
-  if (mode == GraphMode::reciprocal) {
-    wsym.resize(col.size());
-#pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i)
-      rowptr[i] = detail::reciprocal_row(i, k, col.data(), w.data(), wsym.data());
-  } else {
-#pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) {
-      detail::CountEmit c;
-      detail::union_row(i, col.data(), w.data(), i * k, i * k + k, tsrc.data(), tw.data(),
-                        toff[i], toff[i + 1], c);
-      rowptr[i] = c.n;
-    }
-  }
-  rowptr[n] = 0;
-  nnz = exclusive_scan(rowptr.data(), n + 1);
-}
+};
 
 KnnGraphBuilder::KnnGraphBuilder(const KnnLists& lists, double gamma, GraphMode mode)
     : st_(std::make_unique<State>()) {
@@ -226,12 +203,29 @@ KnnGraphBuilder::KnnGraphBuilder(const KnnLists& lists, double gamma, GraphMode 
   require(lists.sims != nullptr && lists.idx != nullptr, "knn_result: null buffers");
   require(gamma > 0.0 && gamma <= std::numeric_limits<double>::max(),
           "gamma: expected a finite number > 0, got ", gamma);
-  st_->n = lists.n;
-  st_->k = lists.k;
-  st_->mode = mode;
-  st_->prepare(lists, gamma);
-  if (mode == GraphMode::union_) st_->transpose();
-  st_->count();
+  State& s = *st_;
+  const std::int64_t n = lists.n;
+  s.n = n;
+  s.mutual = mode == GraphMode::reciprocal;
+  const std::int64_t bad = transpose(n, InputRows{lists, gamma}, s.t);
+  if (bad < n) throw_bad_row(lists, bad);
+  transpose(n, CsrRows{s.t}, s.l);
+
+  s.rowptr.resize(static_cast<std::size_t>(n) + 1);
+  s.dinv.resize(static_cast<std::size_t>(n));
+  std::int64_t repeated = n;
+#pragma omp parallel for schedule(static) reduction(min : repeated)
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t e = s.l.off[i] + 1; e < s.l.off[i + 1]; ++e)
+      if (s.l.col[e] == s.l.col[e - 1]) repeated = std::min(repeated, i);
+    detail::CountEmit c;
+    s.row(i, c);
+    s.rowptr[i] = c.n;
+    s.dinv[i] = detail::inv_sqrt_degree(c.degree);
+  }
+  if (repeated < n) throw_bad_row(lists, repeated);
+  s.rowptr[n] = 0;
+  s.nnz = exclusive_scan(s.rowptr.data(), n + 1);
 }
 
 KnnGraphBuilder::~KnnGraphBuilder() = default;
@@ -240,29 +234,15 @@ std::int64_t KnnGraphBuilder::nnz() const noexcept { return st_->nnz; }
 
 void KnnGraphBuilder::fill(std::int64_t* indptr, std::int32_t* indices, float* data) const {
   const State& s = *st_;
-  const std::int64_t n = s.n, k = s.k;
-  raw_vector<double> dinv(static_cast<std::size_t>(n));
+  const std::int64_t n = s.n;
 #pragma omp parallel
   {
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (std::int64_t i = 0; i < n + 1; ++i) indptr[i] = s.rowptr[i];
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (std::int64_t i = 0; i < n; ++i) {
-      detail::FillEmit out(indices, data, s.rowptr[i]);
-      if (s.mode == GraphMode::reciprocal) {
-        for (std::int64_t e = i * k; e < i * k + k; ++e)
-          if (s.wsym[e] > 0.0f) out(static_cast<std::int64_t>(s.col[e]), s.wsym[e]);
-      } else {
-        detail::union_row(i, s.col.data(), s.w.data(), i * k, i * k + k, s.tsrc.data(),
-                          s.tw.data(), s.toff[i], s.toff[i + 1], out);
-      }
-      dinv[i] = detail::inv_sqrt_degree(out.degree);
-    }
-#pragma omp for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double di = dinv[i];
-      for (std::int64_t p = s.rowptr[i]; p < s.rowptr[i + 1]; ++p)
-        data[p] = detail::normalised(data[p], di, dinv[indices[p]]);
+      detail::FillEmit out{indices, data, s.rowptr[i], s.dinv.data(), s.dinv[i]};
+      s.row(i, out);
     }
   }
 }

@@ -3,10 +3,11 @@
 //
 // count: validate (count_if) -> key (row * n + j) with a_ij -> sort_by_key (each row's list sorted
 //        by index, rows stay in blocks of k) -> repeated-neighbour check -> decode the column ->
-//        reciprocal: per-row binary searches (symmetric weights kept in the workspace);
-//        union: transposed lists by stable_sort_by_key on the column + lower_bound offsets ->
-//        per-row counts -> exclusive_scan -> indptr; nnz read back (one synchronisation).
-// fill:  per row, indices + unnormalised w + d^-1/2; then per row, scale by d_i^-1/2 d_j^-1/2.
+//        transposed lists (the j listing i, ascending) by stable_sort_by_key on the column +
+//        lower_bound offsets -> per-row merge counts (detail::merge_row: union or common
+//        entries) -> exclusive_scan -> indptr; nnz read back (one synchronisation).
+//        The count pass also sums each row's degree -> d^-1/2 (kept in the workspace).
+// fill:  per row, the same merge writes indices and S_ij = w_ij d_i^-1/2 d_j^-1/2.
 #include <thrust/binary_search.h>
 #include <thrust/count.h>
 #include <thrust/fill.h>
@@ -32,10 +33,10 @@ using i64 = std::int64_t;
 
 // Byte offsets of the workspace arrays (each 256-byte aligned).
 struct Layout {
-  std::size_t col = 0, w = 0, wsym = 0, tcol = 0, tsrc = 0, tw = 0, toff = 0, dinv = 0, total = 0;
+  std::size_t col = 0, w = 0, tcol = 0, tsrc = 0, tw = 0, toff = 0, dinv = 0, total = 0;
 };
 
-Layout layout(i64 n, i64 k, GraphMode mode) {
+Layout layout(i64 n, i64 k, GraphMode) {
   const auto m = static_cast<std::size_t>(n) * static_cast<std::size_t>(k);
   Layout l;
   std::size_t at = 0;
@@ -46,14 +47,10 @@ Layout layout(i64 n, i64 k, GraphMode mode) {
   };
   l.col = take(m * sizeof(i64));
   l.w = take(m * sizeof(float));
-  if (mode == GraphMode::reciprocal) {
-    l.wsym = take(m * sizeof(float));
-  } else {
-    l.tcol = take(m * sizeof(i64));
-    l.tsrc = take(m * sizeof(i64));
-    l.tw = take(m * sizeof(float));
-    l.toff = take((static_cast<std::size_t>(n) + 1) * sizeof(i64));
-  }
+  l.tcol = take(m * sizeof(i64));
+  l.tsrc = take(m * sizeof(i64));
+  l.tw = take(m * sizeof(float));
+  l.toff = take((static_cast<std::size_t>(n) + 1) * sizeof(i64));
   l.dinv = take(static_cast<std::size_t>(n) * sizeof(double));
   l.total = at;
   return l;
@@ -93,85 +90,69 @@ struct RepeatedInRow {  // e in [1, m): same key as e - 1 within one row
   DALCORE_HD bool operator()(i64 e) const { return e % k != 0 && key[e] == key[e - 1]; }
 };
 
-struct DecodeAndCopy {  // key -> column; the union path also copies (col, row, w) for transposing
+struct DecodeAndCopy {  // key -> column, and (column, row, w) copied for the transposition
   i64* col;
   const float* w;
   i64 n, k;
-  i64* tcol;  // nullptr in reciprocal mode
+  i64* tcol;
   i64* tsrc;
   float* tw;
   DALCORE_HD void operator()(i64 e) const {
     const i64 row = e / k;
     const i64 j = col[e] - row * n;
     col[e] = j;
-    if (tcol != nullptr) {
-      tcol[e] = j;
-      tsrc[e] = row;
-      tw[e] = w[e];
-    }
+    tcol[e] = j;
+    tsrc[e] = row;
+    tw[e] = w[e];
   }
 };
 
-struct ReciprocalCount {
-  const i64* col;
-  const float* w;
-  float* wsym;
-  i64 k;
-  i64* counts;
-  DALCORE_HD void operator()(i64 i) const { counts[i] = detail::reciprocal_row(i, k, col, w, wsym); }
-};
-
-struct UnionCount {
+// Row i: own list col/w[i k, i k + k) (sorted, may hold i itself) merged with the transposed
+// list tsrc/tw[toff[i], toff[i + 1]).
+struct RowLists {
+  bool mutual;
   const i64* col;
   const float* w;
   const i64* tsrc;
   const float* tw;
   const i64* toff;
   i64 k;
+  template <class Emit>
+  DALCORE_HD void row(i64 i, Emit& emit) const {
+    detail::merge_row(i, mutual, col, w, i * k, i * k + k, tsrc, tw, toff[i], toff[i + 1], emit);
+  }
+};
+
+struct CountRow {
+  RowLists lists;
   i64* counts;
+  double* dinv;
   DALCORE_HD void operator()(i64 i) const {
     detail::CountEmit c;
-    detail::union_row(i, col, w, i * k, i * k + k, tsrc, tw, toff[i], toff[i + 1], c);
+    lists.row(i, c);
     counts[i] = c.n;
+    dinv[i] = detail::inv_sqrt_degree(c.degree);
   }
 };
 
 struct FillRow {
-  GraphMode mode;
-  const i64* col;
-  const float* w;
-  const float* wsym;
-  const i64* tsrc;
-  const float* tw;
-  const i64* toff;
-  i64 k;
+  RowLists lists;
   const i64* indptr;
   std::int32_t* indices;
   float* data;
-  double* dinv;
+  const double* dinv;
   DALCORE_HD void operator()(i64 i) const {
-    detail::FillEmit out(indices, data, indptr[i]);
-    if (mode == GraphMode::reciprocal) {
-      for (i64 e = i * k; e < i * k + k; ++e)
-        if (wsym[e] > 0.0f) out(col[e], wsym[e]);
-    } else {
-      detail::union_row(i, col, w, i * k, i * k + k, tsrc, tw, toff[i], toff[i + 1], out);
-    }
-    dinv[i] = detail::inv_sqrt_degree(out.degree);
+    detail::FillEmit out{indices, data, indptr[i], dinv, dinv[i]};
+    lists.row(i, out);
   }
 };
 
-struct ScaleRow {
-  const i64* indptr;
-  const std::int32_t* indices;
-  float* data;
-  const double* dinv;
-  DALCORE_HD void operator()(i64 i) const {
-    const double di = dinv[i];
-    for (i64 p = indptr[i]; p < indptr[i + 1]; ++p)
-      data[p] = detail::normalised(data[p], di, dinv[indices[p]]);
-  }
-};
+RowLists row_lists(void* workspace, const Layout& l, i64 k, GraphMode mode) {
+  return RowLists{mode == GraphMode::reciprocal, at<const i64>(workspace, l.col),
+                  at<const float>(workspace, l.w),   at<const i64>(workspace, l.tsrc),
+                  at<const float>(workspace, l.tw),  at<const i64>(workspace, l.toff),
+                  k};
+}
 
 void check_sizes(i64 n, i64 k, GraphMode mode, std::size_t workspace_size) {
   require(n >= 1 && k >= 1, "knn_result: expected at least one row and one column");
@@ -210,28 +191,21 @@ i64 knn_graph_count(const KnnLists& lists, double gamma, GraphMode mode, void* w
   require(repeated == 0, "knn_result: ", repeated,
           " neighbour(s) listed more than once in the same row");
 
-  if (mode == GraphMode::reciprocal) {
-    thrust::for_each_n(pol, first, m, DecodeAndCopy{col, w, n, k, nullptr, nullptr, nullptr});
-    backend::check_launch("knn_graph: decode");
-    thrust::for_each_n(pol, first, n,
-                       ReciprocalCount{col, w, at<float>(workspace, l.wsym), k, indptr});
-    backend::check_launch("knn_graph: reciprocal count");
-  } else {
-    i64* tcol = at<i64>(workspace, l.tcol);
-    i64* tsrc = at<i64>(workspace, l.tsrc);
-    float* tw = at<float>(workspace, l.tw);
-    i64* toff = at<i64>(workspace, l.toff);
-    thrust::for_each_n(pol, first, m, DecodeAndCopy{col, w, n, k, tcol, tsrc, tw});
-    backend::check_launch("knn_graph: decode");
-    // Stable: every bucket keeps its sources in increasing row order.
-    thrust::stable_sort_by_key(pol, tcol, tcol + m,
-                               thrust::make_zip_iterator(thrust::make_tuple(tsrc, tw)));
-    backend::check_launch("knn_graph: transpose");
-    thrust::lower_bound(pol, tcol, tcol + m, first, first + (n + 1), toff);
-    backend::check_launch("knn_graph: transpose offsets");
-    thrust::for_each_n(pol, first, n, UnionCount{col, w, tsrc, tw, toff, k, indptr});
-    backend::check_launch("knn_graph: union count");
-  }
+  i64* tcol = at<i64>(workspace, l.tcol);
+  i64* tsrc = at<i64>(workspace, l.tsrc);
+  float* tw = at<float>(workspace, l.tw);
+  i64* toff = at<i64>(workspace, l.toff);
+  thrust::for_each_n(pol, first, m, DecodeAndCopy{col, w, n, k, tcol, tsrc, tw});
+  backend::check_launch("knn_graph: decode");
+  // Stable: every bucket keeps its sources in increasing row order.
+  thrust::stable_sort_by_key(pol, tcol, tcol + m,
+                             thrust::make_zip_iterator(thrust::make_tuple(tsrc, tw)));
+  backend::check_launch("knn_graph: transpose");
+  thrust::lower_bound(pol, tcol, tcol + m, first, first + (n + 1), toff);
+  backend::check_launch("knn_graph: transpose offsets");
+  thrust::for_each_n(pol, first, n,
+                     CountRow{row_lists(workspace, l, k, mode), indptr, at<double>(workspace, l.dinv)});
+  backend::check_launch("knn_graph: count");
   thrust::fill_n(pol, indptr + n, 1, i64(0));
   thrust::exclusive_scan(pol, indptr, indptr + (n + 1), indptr);
   backend::check_launch("knn_graph: scan");
@@ -247,18 +221,10 @@ void knn_graph_fill(i64 n, i64 k, GraphMode mode, void* workspace, std::size_t w
   const Layout l = layout(n, k, mode);
   const auto pol = backend::policy(backend::to_stream(stream));
   const thrust::counting_iterator<i64> first(0);
-  const bool uni = mode == GraphMode::union_;
-  double* dinv = at<double>(workspace, l.dinv);
-  thrust::for_each_n(
-      pol, first, n,
-      FillRow{mode, at<const i64>(workspace, l.col), at<const float>(workspace, l.w),
-              uni ? nullptr : at<const float>(workspace, l.wsym),
-              uni ? at<const i64>(workspace, l.tsrc) : nullptr,
-              uni ? at<const float>(workspace, l.tw) : nullptr,
-              uni ? at<const i64>(workspace, l.toff) : nullptr, k, indptr, indices, data, dinv});
+  thrust::for_each_n(pol, first, n,
+                     FillRow{row_lists(workspace, l, k, mode), indptr, indices, data,
+                             at<const double>(workspace, l.dinv)});
   backend::check_launch("knn_graph: fill");
-  thrust::for_each_n(pol, first, n, ScaleRow{indptr, indices, data, dinv});
-  backend::check_launch("knn_graph: normalise");
 }
 
 }  // namespace dalcore::gpu
