@@ -19,6 +19,7 @@
 #include <memory>
 #include <new>
 #include <utility>
+#include <mutex>
 #include <vector>
 
 #include "dalcore/detail/graph_ops.h"
@@ -49,11 +50,10 @@ struct default_init_allocator : std::allocator<T> {
 template <class T>
 using raw_vector = std::vector<T, default_init_allocator<T>>;
 
-// Lists in CSR form: row i is col/w[off[i], off[i + 1]).
+// Lists in CSR form: row i is e[off[i], off[i + 1]), (column, weight) pairs.
 struct Lists {
   raw_vector<std::int64_t> off;
-  raw_vector<std::int32_t> col;
-  raw_vector<float> w;
+  raw_vector<detail::Entry> e;
 };
 
 // Exclusive prefix sum of a[0, n) in place (serial: n is the number of points, small next to
@@ -86,17 +86,20 @@ struct CsrRows {
   const Lists& l;
   std::int64_t begin(std::int64_t i) const { return l.off[i]; }
   std::int64_t end(std::int64_t i) const { return l.off[i + 1]; }
-  std::int64_t col(std::int64_t e) const { return l.col[e]; }
-  float weight(std::int64_t e) const { return l.w[e]; }
+  std::int64_t col(std::int64_t e) const { return l.e[e].col; }
+  float weight(std::int64_t e) const { return l.e[e].w; }
   bool valid(std::int64_t) const { return true; }
 };
 
 // Stable parallel counting transpose of n rows (entries with col == row are dropped). Returns
 // the first row holding an invalid entry (n when none; then `out` is not filled).
 template <class Rows>
-std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out) {
+std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out,
+                       raw_vector<std::int32_t>& cnt) {
   const int max_threads = omp_get_max_threads();
-  raw_vector<std::int32_t> cnt(static_cast<std::size_t>(max_threads) * static_cast<std::size_t>(n));
+  cnt.clear();
+  cnt.resize(static_cast<std::size_t>(max_threads) * static_cast<std::size_t>(n));
+  out.off.clear();
   out.off.resize(static_cast<std::size_t>(n) + 1);
   std::int64_t bad = n;
 #pragma omp parallel
@@ -138,19 +141,16 @@ std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out) {
       {
         out.off[n] = 0;
         const std::int64_t total = exclusive_scan(out.off.data(), n + 1);
-        out.col.resize(static_cast<std::size_t>(total));
-        out.w.resize(static_cast<std::size_t>(total));
+        out.e.clear();  // keeps the capacity of a reused buffer, copies nothing
+        out.e.resize(static_cast<std::size_t>(total));
       }
       const std::int64_t* off = out.off.data();
-      std::int32_t* col = out.col.data();
-      float* w = out.w.data();
+      detail::Entry* dst = out.e.data();
       for (std::int64_t i = lo; i < hi; ++i)
         for (std::int64_t e = rows.begin(i); e < rows.end(i); ++e) {
           const std::int64_t j = rows.col(e);
           if (j == i) continue;
-          const std::int64_t pos = off[j] + c[j]++;
-          col[pos] = static_cast<std::int32_t>(i);
-          w[pos] = rows.weight(e);
+          dst[off[j] + c[j]++] = detail::Entry{static_cast<std::int32_t>(i), rows.weight(e)};
         }
     }
   }
@@ -187,16 +187,48 @@ struct KnnGraphBuilder::State {
   Lists l;  // per row i: its own list, ascending, with a_ij
   raw_vector<std::int64_t> rowptr;  // n + 1: exclusive scan of the output row lengths
   raw_vector<double> dinv;          // n: d_i^-1/2 (0 for isolated rows)
+  raw_vector<std::int32_t> cnt;     // threads * n: per-thread bucket counts of a transposition
 
   template <class Emit>
   void row(std::int64_t i, Emit& emit) const {
-    detail::merge_row(i, mutual, l.col.data(), l.w.data(), l.off[i], l.off[i + 1], t.col.data(),
-                      t.w.data(), t.off[i], t.off[i + 1], emit);
+    detail::merge_row(i, mutual, detail::PairList{l.e.data()}, l.off[i], l.off[i + 1],
+                      detail::PairList{t.e.data()}, t.off[i], t.off[i + 1], emit);
   }
 };
 
+namespace {
+// The scratch of the last finished build, reused by the next one (a graph is rebuilt every epoch):
+// fresh allocations of this size cost page faults that take as long as the kernel itself.
+// Holds at most kMaxCachedBytes.
+std::mutex g_scratch_mutex;
+std::unique_ptr<KnnGraphBuilder::State> g_scratch;
+constexpr std::size_t kMaxCachedBytes = std::size_t(1) << 30;
+
+template <class V>
+std::size_t bytes_of(const V& v) {
+  return v.capacity() * sizeof(typename V::value_type);
+}
+}  // namespace
+
+std::unique_ptr<KnnGraphBuilder::State> KnnGraphBuilder::take_scratch() {
+  std::lock_guard<std::mutex> lock(g_scratch_mutex);
+  if (g_scratch) return std::move(g_scratch);
+  return std::make_unique<State>();
+}
+
+KnnGraphBuilder::~KnnGraphBuilder() {
+  if (!st_) return;
+  const State& s = *st_;
+  const std::size_t bytes = bytes_of(s.t.off) + bytes_of(s.t.e) + bytes_of(s.l.off) +
+                            bytes_of(s.l.e) + bytes_of(s.rowptr) + bytes_of(s.dinv) +
+                            bytes_of(s.cnt);
+  if (bytes > kMaxCachedBytes) return;
+  std::lock_guard<std::mutex> lock(g_scratch_mutex);
+  g_scratch = std::move(st_);
+}
+
 KnnGraphBuilder::KnnGraphBuilder(const KnnLists& lists, double gamma, GraphMode mode)
-    : st_(std::make_unique<State>()) {
+    : st_(take_scratch()) {
   require(lists.n >= 1 && lists.k >= 1, "knn_result: expected at least one row and one column");
   require(lists.n < std::numeric_limits<std::int32_t>::max(),
           "knn_result: at most 2^31 - 2 points are supported, got ", lists.n);
@@ -207,17 +239,19 @@ KnnGraphBuilder::KnnGraphBuilder(const KnnLists& lists, double gamma, GraphMode 
   const std::int64_t n = lists.n;
   s.n = n;
   s.mutual = mode == GraphMode::reciprocal;
-  const std::int64_t bad = transpose(n, InputRows{lists, gamma}, s.t);
+  const std::int64_t bad = transpose(n, InputRows{lists, gamma}, s.t, s.cnt);
   if (bad < n) throw_bad_row(lists, bad);
-  transpose(n, CsrRows{s.t}, s.l);
+  transpose(n, CsrRows{s.t}, s.l, s.cnt);
 
+  s.rowptr.clear();
   s.rowptr.resize(static_cast<std::size_t>(n) + 1);
+  s.dinv.clear();
   s.dinv.resize(static_cast<std::size_t>(n));
   std::int64_t repeated = n;
 #pragma omp parallel for schedule(static) reduction(min : repeated)
   for (std::int64_t i = 0; i < n; ++i) {
     for (std::int64_t e = s.l.off[i] + 1; e < s.l.off[i + 1]; ++e)
-      if (s.l.col[e] == s.l.col[e - 1]) repeated = std::min(repeated, i);
+      if (s.l.e[e].col == s.l.e[e - 1].col) repeated = std::min(repeated, i);
     detail::CountEmit c;
     s.row(i, c);
     s.rowptr[i] = c.n;
@@ -228,7 +262,6 @@ KnnGraphBuilder::KnnGraphBuilder(const KnnLists& lists, double gamma, GraphMode 
   s.nnz = exclusive_scan(s.rowptr.data(), n + 1);
 }
 
-KnnGraphBuilder::~KnnGraphBuilder() = default;
 std::int64_t KnnGraphBuilder::n() const noexcept { return st_->n; }
 std::int64_t KnnGraphBuilder::nnz() const noexcept { return st_->nnz; }
 

@@ -119,7 +119,8 @@ struct RowLists {
   i64 k;
   template <class Emit>
   DALCORE_HD void row(i64 i, Emit& emit) const {
-    detail::merge_row(i, mutual, col, w, i * k, i * k + k, tsrc, tw, toff[i], toff[i + 1], emit);
+    detail::merge_row(i, mutual, detail::SplitList<i64>{col, w}, i * k, i * k + k,
+                      detail::SplitList<i64>{tsrc, tw}, toff[i], toff[i + 1], emit);
   }
 };
 

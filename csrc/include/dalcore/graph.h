@@ -55,8 +55,11 @@ class KnnGraphBuilder {
   std::int64_t nnz() const noexcept;
   void fill(std::int64_t* indptr, std::int32_t* indices, float* data) const;
 
+  struct State;  // sorted and transposed lists, row offsets, degrees: see graph.cpp
+
  private:
-  struct State;  // sorted lists, transposed lists (union), row offsets: see graph.cpp
+  // The scratch buffers of the previous build when free (reused: no page faults), else new ones.
+  static std::unique_ptr<State> take_scratch();
   std::unique_ptr<State> st_;
 };
 

@@ -31,27 +31,49 @@ DALCORE_HD float edge_weight(float s, double gamma) {
   return static_cast<float>(::pow(x, gamma));
 }
 
-// Row i of the graph from two lists sorted by index: list(i) (a_col[a_lo, a_hi), weights a_ij)
-// and the transposed list (b_col[b_lo, b_hi): the j that list i, weights a_ji).
+// A neighbour list as parallel arrays (the GPU path) ...
+template <class C>
+struct SplitList {
+  const C* c;
+  const float* v;
+  DALCORE_HD std::int64_t col(std::int64_t p) const { return static_cast<std::int64_t>(c[p]); }
+  DALCORE_HD float w(std::int64_t p) const { return v[p]; }
+};
+
+// ... or as one array of (column, weight) pairs (the CPU kernel: one cache line per scatter).
+struct Entry {
+  std::int32_t col;
+  float w;
+};
+struct PairList {
+  const Entry* e;
+  DALCORE_HD std::int64_t col(std::int64_t p) const { return e[p].col; }
+  DALCORE_HD float w(std::int64_t p) const { return e[p].w; }
+};
+
+// Row i of the graph from two lists sorted by index: list(i) (a[a_lo, a_hi), weights a_ij) and
+// the transposed list (b[b_lo, b_hi): the j that list i, weights a_ji).
 //   mutual == false (union):      w_ij = a_ij + a_ji, a missing direction counting 0;
 //   mutual == true  (reciprocal): only j in both lists, w_ij = (a_ij + a_ji) / 2.
 // (i, j) and (j, i) add the same two floats and IEEE addition commutes: S is exactly symmetric.
 // Calls emit(j, w) in increasing j for every w > 0, skipping j == i (self entries).
-template <class C, class Emit>
-DALCORE_HD void merge_row(std::int64_t i, bool mutual, const C* a_col, const float* a_w,
-                          std::int64_t a_lo, std::int64_t a_hi, const C* b_col, const float* b_w,
-                          std::int64_t b_lo, std::int64_t b_hi, Emit& emit) {
+template <class A, class B, class Emit>
+DALCORE_HD void merge_row(std::int64_t i, bool mutual, const A& a, std::int64_t a_lo,
+                          std::int64_t a_hi, const B& b, std::int64_t b_lo, std::int64_t b_hi,
+                          Emit& emit) {
   std::int64_t p = a_lo, q = b_lo;
   while (p < a_hi || q < b_hi) {
-    const bool take_a = p < a_hi && (q >= b_hi || a_col[p] <= b_col[q]);
-    const bool take_b = q < b_hi && (p >= a_hi || b_col[q] <= a_col[p]);
-    const std::int64_t j = static_cast<std::int64_t>(take_a ? a_col[p] : b_col[q]);
+    const std::int64_t ja = p < a_hi ? a.col(p) : -1;
+    const std::int64_t jb = q < b_hi ? b.col(q) : -1;
+    const bool take_a = p < a_hi && (q >= b_hi || ja <= jb);
+    const bool take_b = q < b_hi && (p >= a_hi || jb <= ja);
+    const std::int64_t j = take_a ? ja : jb;
     float v = 0.0f;
     if (take_a && take_b) {
-      const double sum = static_cast<double>(a_w[p]) + static_cast<double>(b_w[q]);
+      const double sum = static_cast<double>(a.w(p)) + static_cast<double>(b.w(q));
       v = static_cast<float>(mutual ? 0.5 * sum : sum);
     } else if (!mutual) {
-      v = take_a ? a_w[p] : b_w[q];
+      v = take_a ? a.w(p) : b.w(q);
     }
     p += take_a ? 1 : 0;
     q += take_b ? 1 : 0;
