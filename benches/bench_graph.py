@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
+import time
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse
@@ -64,6 +67,17 @@ def lp_deepssl_graph(sims: np.ndarray, idx: np.ndarray, gamma: float) -> scipy.s
     return dm * w * dm
 
 
+def cpu_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median process CPU time (all threads) of fn(): less sensitive than wall time to other
+    processes on a shared machine."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return statistics.median(times)
+
+
 def bench_one(n: int, k: int, d: int, gamma: float, repeats: int, bw: float) -> list[object]:
     x = features(n, d)
     t_knn = median_time(lambda: faiss_knn(x, k), repeats=1, warmup=0)
@@ -77,6 +91,8 @@ def bench_one(n: int, k: int, d: int, gamma: float, repeats: int, bw: float) -> 
     t_recip = median_time(
         lambda: dalcore.knn_graph(lists, gamma=gamma, mode="reciprocal"), repeats=repeats
     )
+    c_scipy = cpu_time(lambda: lp_deepssl_graph(sims, idx, gamma), repeats)
+    c_union = cpu_time(lambda: dalcore.knn_graph(lists, gamma=gamma, mode="union"), repeats)
     ours = dalcore.knn_graph(lists, gamma=gamma, mode="union")
     ref = scipy.sparse.csr_array(lp_deepssl_graph(sims, idx, gamma))
     err = abs(ours - ref).max()
@@ -85,7 +101,8 @@ def bench_one(n: int, k: int, d: int, gamma: float, repeats: int, bw: float) -> 
     t_floor = floor_bytes / bw
     return [
         n, ours.nnz, t_knn, t_scipy * 1e3, t_union * 1e3, t_scipy / t_union,
-        t_floor * 1e3, t_union / t_floor, t_recip * 1e3, f"{err:.1e}",
+        t_floor * 1e3, t_union / t_floor, t_recip * 1e3, c_scipy * 1e3, c_union * 1e3,
+        c_scipy / c_union, f"{err:.1e}",
     ]
 
 
@@ -104,8 +121,10 @@ def main() -> None:
 
     bw = parallel_memory_bandwidth(repeats=repeats)
     info = dalcore.build_info()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"threads {info['threads']}, simd {info['simd']}, read bandwidth {bw / 1e9:.2f} GB/s, "
-          f"k = {k}, d = {args.d}, gamma = {gamma}, median of {repeats}")
+          f"k = {k}, d = {args.d}, gamma = {gamma}, median of {repeats}, "
+          f"load average {load:.1f} on {os.cpu_count()} cores")
     rows = []
     for n in sizes:
         rows.append(bench_one(n, k, args.d, gamma, repeats, bw))
@@ -113,7 +132,8 @@ def main() -> None:
     print()
     print(fmt_table(
         ["N", "nnz (union)", "faiss knn s (1 run)", "scipy ms", "ours union ms", "scipy/ours",
-         "floor ms", "ours/floor", "ours reciprocal ms", "max |diff|"],
+         "floor ms", "ours/floor", "ours reciprocal ms", "scipy cpu ms", "ours cpu ms",
+         "cpu ratio", "max |diff|"],
         rows,
     ))
 

@@ -10,9 +10,10 @@
 // w_ij * (d_i^-1/2 * d_j^-1/2); isolated rows (d_i = 0) stay empty. Columns sorted within rows.
 // Output CSR: indptr[n + 1] (int64), indices[nnz] (int32, so n < 2^31), data[nnz] (float32).
 //
-// Two implementations with the same algorithm (per-row arithmetic shared in detail/graph_ops.h):
-//   dalcore::cpu (csrc/cpu/graph.cpp): OpenMP, host pointers.
-//   dalcore::gpu (csrc/cuda/graph.cu): Thrust (CUDA, or OpenMP in the test twin _core_omp).
+// Two implementations; both sort every list by index, build the transposed lists (the j that list
+// i) and merge the two per row with the shared detail::merge_row (detail/graph_ops.h):
+//   dalcore::cpu (csrc/cpu/graph.cpp): OpenMP, host pointers; stable counting transpositions.
+//   dalcore::gpu (csrc/cuda/graph.cu): Thrust sorts (CUDA, or OpenMP in the test twin _core_omp).
 #pragma once
 
 #include <cstddef>
@@ -42,7 +43,8 @@ struct KnnLists {
 
 namespace cpu {
 
-// Two phases so that the caller can allocate the outputs once nnz is known:
+// Two phases so that the caller can allocate the outputs once nnz is known (the scratch of a
+// finished build, up to 1 GiB, is kept for the next one: graphs are rebuilt every epoch):
 //   KnnGraphBuilder b(lists, gamma, mode);   // validates, sorts rows, counts (throws on bad input)
 //   b.fill(indptr, indices, data);           // indptr[n + 1], indices/data[b.nnz()]
 class KnnGraphBuilder {
