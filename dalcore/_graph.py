@@ -68,6 +68,8 @@ def knn_graph(
         if n < 2 or kk >= n:
             raise ValueError(f"k: expected 1 <= k < N = {n} (number of points), got {kk}")
         sims, idx = knn(data, kk, metric="ip")
+        if is_torch(sims) and not is_cuda(sims):
+            sims, idx = sims.numpy(), idx.numpy()
     if is_cuda(sims):
         return _knn_graph_gpu(sims, idx, gamma, mode)
     indptr, indices, values = _core.knn_graph(sims, idx, gamma, mode)

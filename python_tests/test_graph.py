@@ -87,6 +87,11 @@ def test_torch_and_other_dtypes_accepted(rng):
     assert_graph_matches(g, reference_graph(sims.astype(np.float32), idx, 3.0, "union"))
     g = dalcore.knn_graph([np.asfortranarray(sims), idx[:, ::1]], mode="union")
     assert_graph_matches(g, ref)
+    x, _ = clustered_features(rng, n=150)
+    s, i = dalcore.knn(x, 8)
+    g = dalcore.knn_graph(torch.from_numpy(x), k=8)
+    assert isinstance(g, sp.csr_array)
+    assert_graph_matches(g, reference_graph(s, i, 3.0, "reciprocal"))
 
 
 def _lists(rng, n=50, k=4):
@@ -161,3 +166,13 @@ def test_bad_features(rng):
         dalcore.knn_graph(x.ravel(), k=3)
     with pytest.raises(ValueError, match="k"):
         dalcore.knn_graph(x[:1], k=1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_large_enough_for_several_threads(rng, mode):
+    # >= 2^18 list entries per thread: the parallel counting transpositions run with 2+ threads
+    # wherever OMP_NUM_THREADS allows it
+    x, _ = clustered_features(rng, n=12000, d=8)
+    sims, idx = dalcore.knn(x, 48)
+    g = dalcore.knn_graph((sims, idx), mode=mode)
+    assert_graph_matches(g, reference_graph(sims, idx, 3.0, mode))

@@ -95,14 +95,13 @@ struct CsrRows {
 // the first row holding an invalid entry (n when none; then `out` is not filled).
 template <class Rows>
 std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out,
-                       raw_vector<std::int32_t>& cnt) {
-  const int max_threads = omp_get_max_threads();
+                       raw_vector<std::int32_t>& cnt, int threads) {
   cnt.clear();
-  cnt.resize(static_cast<std::size_t>(max_threads) * static_cast<std::size_t>(n));
+  cnt.resize(static_cast<std::size_t>(threads) * static_cast<std::size_t>(n));
   out.off.clear();
   out.off.resize(static_cast<std::size_t>(n) + 1);
   std::int64_t bad = n;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
     const int T = omp_get_num_threads();
@@ -183,6 +182,7 @@ std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out,
 struct KnnGraphBuilder::State {
   std::int64_t n = 0, nnz = 0;
   bool mutual = true;
+  int threads = 1;
   Lists t;  // per row i: the j listing i, ascending, with a_ji
   Lists l;  // per row i: its own list, ascending, with a_ij
   raw_vector<std::int64_t> rowptr;  // n + 1: exclusive scan of the output row lengths
@@ -239,16 +239,21 @@ KnnGraphBuilder::KnnGraphBuilder(const KnnLists& lists, double gamma, GraphMode 
   const std::int64_t n = lists.n;
   s.n = n;
   s.mutual = mode == GraphMode::reciprocal;
-  const std::int64_t bad = transpose(n, InputRows{lists, gamma}, s.t, s.cnt);
+  // At least kEntriesPerThread list entries per thread: below that, fork/join and barriers
+  // cost more than they save.
+  constexpr std::int64_t kEntriesPerThread = std::int64_t(1) << 18;
+  s.threads = static_cast<int>(std::max<std::int64_t>(
+      1, std::min<std::int64_t>(omp_get_max_threads(), n * lists.k / kEntriesPerThread)));
+  const std::int64_t bad = transpose(n, InputRows{lists, gamma}, s.t, s.cnt, s.threads);
   if (bad < n) throw_bad_row(lists, bad);
-  transpose(n, CsrRows{s.t}, s.l, s.cnt);
+  transpose(n, CsrRows{s.t}, s.l, s.cnt, s.threads);
 
   s.rowptr.clear();
   s.rowptr.resize(static_cast<std::size_t>(n) + 1);
   s.dinv.clear();
   s.dinv.resize(static_cast<std::size_t>(n));
   std::int64_t repeated = n;
-#pragma omp parallel for schedule(static) reduction(min : repeated)
+#pragma omp parallel for num_threads(s.threads) schedule(static) reduction(min : repeated)
   for (std::int64_t i = 0; i < n; ++i) {
     for (std::int64_t e = s.l.off[i] + 1; e < s.l.off[i + 1]; ++e)
       if (s.l.e[e].col == s.l.e[e - 1].col) repeated = std::min(repeated, i);
@@ -268,7 +273,7 @@ std::int64_t KnnGraphBuilder::nnz() const noexcept { return st_->nnz; }
 void KnnGraphBuilder::fill(std::int64_t* indptr, std::int32_t* indices, float* data) const {
   const State& s = *st_;
   const std::int64_t n = s.n;
-#pragma omp parallel
+#pragma omp parallel num_threads(s.threads)
   {
 #pragma omp for schedule(static) nowait
     for (std::int64_t i = 0; i < n + 1; ++i) indptr[i] = s.rowptr[i];
