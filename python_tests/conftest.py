@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
+# Before any OpenMP runtime starts: idle threads sleep instead of spinning, so that the core's
+# OpenMP, torch's and the test process do not starve each other on a small machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-import dalcore
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import dalcore  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,6 +1,231 @@
-// GPU path of graph, written on Thrust over DALCORE_HD functors (see dalcore/detail/backend.h):
-// compiled by nvcc into _core and by the host compiler into _core_omp.
-#include "dalcore/graph.h"
-#include "dalcore/detail/backend.h"
+// GPU path of knn_graph, written on Thrust over DALCORE_HD functors (see dalcore/detail/backend.h):
+// compiled by nvcc into _core and by the host compiler into _core_omp. Contract: dalcore/graph.h.
+//
+// count: validate (count_if) -> key (row * n + j) with a_ij -> sort_by_key (each row's list sorted
+//        by index, rows stay in blocks of k) -> repeated-neighbour check -> decode the column ->
+//        transposed lists (the j listing i, ascending) by stable_sort_by_key on the column +
+//        lower_bound offsets -> per-row merge counts (detail::merge_row: union or common
+//        entries) -> exclusive_scan -> indptr; nnz read back (one synchronisation).
+//        The count pass also sums each row's degree -> d^-1/2 (kept in the workspace).
+// fill:  per row, the same merge writes indices and S_ij = w_ij d_i^-1/2 d_j^-1/2.
+#include <thrust/binary_search.h>
+#include <thrust/count.h>
+#include <thrust/fill.h>
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/iterator/zip_iterator.h>
+#include <thrust/scan.h>
+#include <thrust/sort.h>
+#include <thrust/tuple.h>
 
-namespace dalcore::gpu {}
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "dalcore/detail/backend.h"
+#include "dalcore/detail/graph_ops.h"
+#include "dalcore/graph.h"
+
+namespace dalcore::gpu {
+namespace {
+
+using i64 = std::int64_t;
+
+// Byte offsets of the workspace arrays (each 256-byte aligned).
+struct Layout {
+  std::size_t col = 0, w = 0, tcol = 0, tsrc = 0, tw = 0, toff = 0, dinv = 0, total = 0;
+};
+
+Layout layout(i64 n, i64 k, GraphMode) {
+  const auto m = static_cast<std::size_t>(n) * static_cast<std::size_t>(k);
+  Layout l;
+  std::size_t at = 0;
+  auto take = [&at](std::size_t bytes) {
+    const std::size_t here = at;
+    at += (bytes + 255) / 256 * 256;
+    return here;
+  };
+  l.col = take(m * sizeof(i64));
+  l.w = take(m * sizeof(float));
+  l.tcol = take(m * sizeof(i64));
+  l.tsrc = take(m * sizeof(i64));
+  l.tw = take(m * sizeof(float));
+  l.toff = take((static_cast<std::size_t>(n) + 1) * sizeof(i64));
+  l.dinv = take(static_cast<std::size_t>(n) * sizeof(double));
+  l.total = at;
+  return l;
+}
+
+template <class T>
+T* at(void* base, std::size_t offset) {
+  return reinterpret_cast<T*>(static_cast<unsigned char*>(base) + offset);
+}
+
+struct BadEntry {
+  const float* sims;
+  const i64* idx;
+  i64 n;
+  DALCORE_HD bool operator()(i64 e) const {
+    const i64 j = idx[e];
+    return !detail::finite_value(sims[e]) || j < 0 || j >= n;
+  }
+};
+
+struct MakeKey {
+  const float* sims;
+  const i64* idx;
+  i64 n, k;
+  double gamma;
+  i64* key;
+  float* w;
+  DALCORE_HD void operator()(i64 e) const {
+    key[e] = (e / k) * n + idx[e];
+    w[e] = detail::edge_weight(sims[e], gamma);
+  }
+};
+
+struct RepeatedInRow {  // e in [1, m): same key as e - 1 within one row
+  const i64* key;
+  i64 k;
+  DALCORE_HD bool operator()(i64 e) const { return e % k != 0 && key[e] == key[e - 1]; }
+};
+
+struct DecodeAndCopy {  // key -> column, and (column, row, w) copied for the transposition
+  i64* col;
+  const float* w;
+  i64 n, k;
+  i64* tcol;
+  i64* tsrc;
+  float* tw;
+  DALCORE_HD void operator()(i64 e) const {
+    const i64 row = e / k;
+    const i64 j = col[e] - row * n;
+    col[e] = j;
+    tcol[e] = j;
+    tsrc[e] = row;
+    tw[e] = w[e];
+  }
+};
+
+// Row i: own list col/w[i k, i k + k) (sorted, may hold i itself) merged with the transposed
+// list tsrc/tw[toff[i], toff[i + 1]).
+struct RowLists {
+  bool mutual;
+  const i64* col;
+  const float* w;
+  const i64* tsrc;
+  const float* tw;
+  const i64* toff;
+  i64 k;
+  template <class Emit>
+  DALCORE_HD void row(i64 i, Emit& emit) const {
+    detail::merge_row(i, mutual, detail::SplitList<i64>{col, w}, i * k, i * k + k,
+                      detail::SplitList<i64>{tsrc, tw}, toff[i], toff[i + 1], emit);
+  }
+};
+
+struct CountRow {
+  RowLists lists;
+  i64* counts;
+  double* dinv;
+  DALCORE_HD void operator()(i64 i) const {
+    detail::CountEmit c;
+    lists.row(i, c);
+    counts[i] = c.n;
+    dinv[i] = detail::inv_sqrt_degree(c.degree);
+  }
+};
+
+struct FillRow {
+  RowLists lists;
+  const i64* indptr;
+  std::int32_t* indices;
+  float* data;
+  const double* dinv;
+  DALCORE_HD void operator()(i64 i) const {
+    detail::FillEmit out{indices, data, indptr[i], dinv, dinv[i]};
+    lists.row(i, out);
+  }
+};
+
+RowLists row_lists(void* workspace, const Layout& l, i64 k, GraphMode mode) {
+  return RowLists{mode == GraphMode::reciprocal, at<const i64>(workspace, l.col),
+                  at<const float>(workspace, l.w),   at<const i64>(workspace, l.tsrc),
+                  at<const float>(workspace, l.tw),  at<const i64>(workspace, l.toff),
+                  k};
+}
+
+void check_sizes(i64 n, i64 k, GraphMode mode, std::size_t workspace_size) {
+  require(n >= 1 && k >= 1, "knn_result: expected at least one row and one column");
+  require(n < std::numeric_limits<std::int32_t>::max(),
+          "knn_result: at most 2^31 - 2 points are supported, got ", n);
+  require(workspace_size >= layout(n, k, mode).total, "workspace: expected at least ",
+          layout(n, k, mode).total, " bytes, got ", workspace_size);
+}
+
+}  // namespace
+
+std::size_t workspace_bytes(i64 n, i64 k, GraphMode mode) { return layout(n, k, mode).total; }
+
+i64 knn_graph_count(const KnnLists& lists, double gamma, GraphMode mode, void* workspace,
+                    std::size_t workspace_size, i64* indptr, std::uintptr_t stream) {
+  const i64 n = lists.n, k = lists.k, m = n * k;
+  check_sizes(n, k, mode, workspace_size);
+  require(gamma > 0.0 && gamma <= std::numeric_limits<double>::max(),
+          "gamma: expected a finite number > 0, got ", gamma);
+  const Layout l = layout(n, k, mode);
+  const auto s = backend::to_stream(stream);
+  const auto pol = backend::policy(s);
+  const thrust::counting_iterator<i64> first(0);
+
+  const i64 bad = thrust::count_if(pol, first, first + m, BadEntry{lists.sims, lists.idx, n});
+  require(bad == 0, "knn_result: ", bad,
+          " entries hold a NaN/inf similarity or a neighbour index outside [0, ", n, ")");
+
+  i64* col = at<i64>(workspace, l.col);
+  float* w = at<float>(workspace, l.w);
+  thrust::for_each_n(pol, first, m, MakeKey{lists.sims, lists.idx, n, k, gamma, col, w});
+  backend::check_launch("knn_graph: keys");
+  thrust::sort_by_key(pol, col, col + m, w);
+  backend::check_launch("knn_graph: sort rows");
+  const i64 repeated = thrust::count_if(pol, first + 1, first + m, RepeatedInRow{col, k});
+  require(repeated == 0, "knn_result: ", repeated,
+          " neighbour(s) listed more than once in the same row");
+
+  i64* tcol = at<i64>(workspace, l.tcol);
+  i64* tsrc = at<i64>(workspace, l.tsrc);
+  float* tw = at<float>(workspace, l.tw);
+  i64* toff = at<i64>(workspace, l.toff);
+  thrust::for_each_n(pol, first, m, DecodeAndCopy{col, w, n, k, tcol, tsrc, tw});
+  backend::check_launch("knn_graph: decode");
+  // Stable: every bucket keeps its sources in increasing row order.
+  thrust::stable_sort_by_key(pol, tcol, tcol + m,
+                             thrust::make_zip_iterator(thrust::make_tuple(tsrc, tw)));
+  backend::check_launch("knn_graph: transpose");
+  thrust::lower_bound(pol, tcol, tcol + m, first, first + (n + 1), toff);
+  backend::check_launch("knn_graph: transpose offsets");
+  thrust::for_each_n(pol, first, n,
+                     CountRow{row_lists(workspace, l, k, mode), indptr, at<double>(workspace, l.dinv)});
+  backend::check_launch("knn_graph: count");
+  thrust::fill_n(pol, indptr + n, 1, i64(0));
+  thrust::exclusive_scan(pol, indptr, indptr + (n + 1), indptr);
+  backend::check_launch("knn_graph: scan");
+  i64 nnz = 0;
+  backend::copy_to_host(&nnz, indptr + n, sizeof(i64), s);
+  return nnz;
+}
+
+void knn_graph_fill(i64 n, i64 k, GraphMode mode, void* workspace, std::size_t workspace_size,
+                    const i64* indptr, std::int32_t* indices, float* data,
+                    std::uintptr_t stream) {
+  check_sizes(n, k, mode, workspace_size);
+  const Layout l = layout(n, k, mode);
+  const auto pol = backend::policy(backend::to_stream(stream));
+  const thrust::counting_iterator<i64> first(0);
+  thrust::for_each_n(pol, first, n,
+                     FillRow{row_lists(workspace, l, k, mode), indptr, indices, data,
+                             at<const double>(workspace, l.dinv)});
+  backend::check_launch("knn_graph: fill");
+}
+
+}  // namespace dalcore::gpu

@@ -1,0 +1,169 @@
+"""Bench: dalcore.propagate (block CG, all classes at once) vs LP-DeepSSL's way (one
+scipy.sparse.linalg.cg per class), at equal work.
+
+LP-DeepSSL (Iscen et al., lp/db_semisuper.py) builds ``A = eye(N) - alpha * Wn`` (float64,
+since ``eye`` is) and calls ``scipy.sparse.linalg.cg(A, y_c, tol=1e-6, maxiter=20)`` once per
+class. Here both sides run exactly 20 iterations (tolerance 1e-30, checked through ours'
+iteration counts), in one process, and we report medians, the ratio, and ours against the
+memory-bandwidth floor: the compulsory bytes of one iteration (the CSR graph once, plus 10
+passes over N x C float32 vectors: SpMM reads p and writes q; residual reads r, q and writes
+r; update reads x, p, r and writes x, p) divided by the read bandwidth measured in the same
+run with every core (benches/_common.py).
+
+The graph is k-NN-like: N points in N/500 random clusters, each with k random neighbours in its
+cluster (weights u^3, u uniform), made symmetric as W + W^T (the LP-DeepSSL "union" graph) and
+normalised D^-1/2 W D^-1/2; nodes are in random order, as a dataset's are. ``--graph faiss``
+builds a true k-NN graph with faiss on clustered Gaussian features instead (slow for large N).
+
+    python benches/bench_propagate.py --quick      # N = 50k, C in {10, 100}
+    python benches/bench_propagate.py              # N in {10k, 50k, 200k}
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spl
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import fmt_table, median_time, parallel_memory_bandwidth  # noqa: E402
+
+import dalcore  # noqa: E402
+
+ALPHA = 0.99
+ITERS = 20
+TINY = 1e-30
+
+
+def normalise(w: sp.csr_array) -> sp.csr_array:
+    w = sp.csr_array(w)
+    w.setdiag(0)
+    w.eliminate_zeros()
+    d = np.asarray(w.sum(axis=1)).ravel()
+    dinv = np.zeros_like(d)
+    dinv[d > 0] = 1.0 / np.sqrt(d[d > 0])
+    s = sp.csr_array(sp.diags_array(dinv) @ w @ sp.diags_array(dinv))
+    s.data = s.data.astype(np.float32)
+    return s
+
+
+def synthetic_graph(n: int, k: int, seed: int = 0, cluster_size: int = 500) -> sp.csr_array:
+    rng = np.random.default_rng(seed)
+    clusters = max(1, n // cluster_size)
+    cl = rng.integers(0, clusters, n)
+    order = np.argsort(cl, kind="stable")
+    start = np.searchsorted(cl[order], np.arange(clusters))
+    size = np.bincount(cl, minlength=clusters)
+    rows = np.repeat(np.arange(n), k)
+    c = cl[rows]
+    cols = order[start[c] + (rng.random(n * k) * size[c]).astype(np.int64)]
+    vals = rng.random(n * k) ** 3
+    w = sp.csr_array((vals, (rows, cols)), shape=(n, n))
+    return normalise(w + w.T)
+
+
+def faiss_graph(n: int, k: int, seed: int = 0, d: int = 64) -> sp.csr_array:
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(100, d)).astype(np.float32)
+    x = centers[rng.integers(0, 100, n)] + 0.7 * rng.normal(size=(n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = faiss.IndexFlatIP(d)
+    index.add(x)
+    sims, idx = index.search(x, k + 1)
+    sims, idx = sims[:, 1:], idx[:, 1:]
+    rows = np.repeat(np.arange(n), k)
+    w = sp.csr_array((np.maximum(sims.ravel(), 0) ** 3, (rows, idx.ravel())), shape=(n, n))
+    return normalise(w + w.T)
+
+
+def make_labels(n: int, c: int, per_class: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    labels = np.full(n, -1, dtype=np.int64)
+    chosen = rng.choice(n, c * per_class, replace=False)
+    labels[chosen] = np.repeat(np.arange(c), per_class)
+    return labels
+
+
+def lp_deepssl(s: sp.csr_array, labels: np.ndarray, c: int) -> np.ndarray:
+    """LP-DeepSSL's propagation: A = eye - alpha * Wn, one scipy cg per class."""
+    n = s.shape[0]
+    a = sp.eye(n) - ALPHA * s
+    z = np.zeros((n, c))
+    for i in range(c):
+        y = np.zeros(n)
+        cur = np.flatnonzero(labels == i)
+        y[cur] = 1.0 / cur.shape[0]
+        z[:, i], _ = spl.cg(a, y, rtol=TINY, maxiter=ITERS)
+    return z
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="N = 50k only")
+    ap.add_argument("--n", type=int, nargs="*", help="override the N values")
+    ap.add_argument("--classes", type=int, nargs="*", default=[10, 100])
+    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--per-class", type=int, default=10, help="labeled nodes per class")
+    ap.add_argument("--graph", choices=["synthetic", "faiss"], default="synthetic")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of ours (median)")
+    ap.add_argument("--peer-repeats", type=int, default=3, help="repeats of scipy (median)")
+    ap.add_argument("--float64", action="store_true", help="also time precision='float64'")
+    args = ap.parse_args()
+    sizes = args.n or ([50_000] if args.quick else [10_000, 50_000, 200_000])
+
+    bw = parallel_memory_bandwidth()
+    threads = dalcore.build_info()["threads"]
+    print(f"read bandwidth (all cores): {bw / 1e9:.2f} GB/s; dalcore threads: {threads}; "
+          f"scipy cg: single-threaded; {ITERS} iterations each; alpha={ALPHA}")
+    header = ["N", "C", "nnz/row", "LP-DeepSSL scipy cg (s)", "dalcore (s)", "speedup",
+              "dalcore ms/iter", "floor ms/iter", "fraction of floor"]
+    if args.float64:
+        header += ["dalcore float64 (s)"]
+    rows = []
+    for n in sizes:
+        t0 = time.perf_counter()
+        s = synthetic_graph(n, args.k) if args.graph == "synthetic" else faiss_graph(n, args.k)
+        print(f"N={n}: {args.graph} graph, {s.nnz / n:.1f} nonzeros per row, built in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        for c in args.classes:
+            labels = make_labels(n, c, args.per_class)
+
+            def ours(s=s, labels=labels, c=c, precision="float32"):
+                return dalcore.propagate(s, labels, num_classes=c, alpha=ALPHA, tol=TINY,
+                                         max_iter=ITERS, return_info=True,
+                                         precision=precision)
+
+            z, info = ours()
+            assert (info.iterations == ITERS).all(), info.iterations
+            t_ours = median_time(ours, repeats=args.repeats)
+            peer_times = []
+            for _ in range(args.peer_repeats):  # scipy needs no warm-up; keep its last output
+                t0 = time.perf_counter()
+                ref = lp_deepssl(s, labels, c)
+                peer_times.append(time.perf_counter() - t0)
+            t_peer = float(np.median(peer_times))
+            err = np.linalg.norm(z - ref) / np.linalg.norm(ref)
+            graph_bytes = s.nnz * 8 + (n + 1) * 8
+            floor = (graph_bytes + 10 * n * c * 4) / bw
+            per_iter = t_ours / ITERS
+            row = [n, c, round(s.nnz / n, 1), t_peer, t_ours, t_peer / t_ours,
+                   per_iter * 1e3, floor * 1e3, floor / per_iter]
+            if args.float64:
+                row.append(median_time(lambda o=ours: o(precision="float64"),
+                                       repeats=args.repeats))
+            rows.append(row)
+            print(f"  C={c}: scipy {t_peer:.3f} s, ours {t_ours:.3f} s, "
+                  f"x{t_peer / t_ours:.1f}, |Z - Z_scipy| / |Z_scipy| = {err:.1e}", flush=True)
+    print()
+    print(fmt_table(header, rows))
+
+
+if __name__ == "__main__":
+    main()
