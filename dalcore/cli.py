@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--class-balance", action="store_true",
                      help="class-balanced pseudo-label weights in --semi")
     run.add_argument("--threads", type=int, default=None,
-                     help="torch CPU threads (default: torch's choice; 1 is often faster on a "
-                     "machine shared with other busy processes)")
+                     help="torch CPU threads (default: the preset's, 1 for cpu, torch's choice "
+                     "for paper)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 

@@ -47,6 +47,10 @@ class Preset:
         Initial learning rate (SGD Nesterov, cosine ramp-down).
     pretrain_epochs : int
         Epochs of DeepCluster pre-training with ``--pretrain``.
+    threads : int or None
+        torch CPU threads; ``None`` keeps torch's choice. ``cpu`` uses 1: its small convolutions
+        gain little from a second thread, and on a machine shared with other busy processes
+        OpenMP's spinning threads made a step up to 20x slower (measured here, 2 cores).
     """
 
     name: str
@@ -59,6 +63,7 @@ class Preset:
     batch_size: int
     lr: float
     pretrain_epochs: int
+    threads: int | None = None
 
     def epochs_for(self, n_train: int, *, semi: bool = False, override: int | None = None) -> int:
         """Number of training epochs of one cycle.
@@ -109,7 +114,7 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         name="cpu",
         description="small and fast for a laptop CPU: 16x16 input, width 0.25, 200 gradient steps "
-        "per cycle, batch 32, lr 0.2, 20 pre-training epochs",
+        "per cycle, batch 32, lr 0.2, 20 pre-training epochs, 1 CPU thread",
         image_size=16,
         width=0.25,
         epochs=None,
@@ -118,6 +123,7 @@ PRESETS: dict[str, Preset] = {
         batch_size=32,
         lr=0.2,
         pretrain_epochs=20,
+        threads=1,
     ),
 }
 
