@@ -616,6 +616,13 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
                         desc=f"{method} r{repeat} c{cycle} ({len(labeled)} labels)",
                     )
                     acc = float(evaluate(model, data.x_test, data.y_test, device=device))
+                    if refresh is not None and getattr(refresh, "accuracy", None):
+                        t = refresh.mean_timings()
+                        _log(cfg, f"  label propagation: pseudo-label accuracy on the pool "
+                                  f"{100 * refresh.accuracy[0]:.1f}% -> "
+                                  f"{100 * refresh.accuracy[-1]:.1f}%, "
+                                  f"{t.get('propagation', 0.0):.2f} s per refresh "
+                                  f"(+{t.get('extract', 0.0):.2f} s feature extraction)")
                     next_labeled, next_pseudo = labeled, None
                     if cycle + 1 < cfg.cycles:
                         pool = np.setdiff1d(np.arange(n_train, dtype=np.int64), labeled)
