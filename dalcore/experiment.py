@@ -28,6 +28,7 @@ import importlib.util
 import io
 import json
 import os
+import signal
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -58,7 +59,8 @@ GRAPH_MODES: tuple[str, ...] = ("reciprocal", "union")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 #: Test hook: ``"N"`` or ``"N:checkpoint"`` raises :class:`SimulatedCrash` after the N-th cycle this
-#: process finishes (after the results row, or between the checkpoint and the row).
+#: process finishes (after the results row, or between the checkpoint and the row); ``"N:kill"``
+#: sends the process SIGKILL between the checkpoint and the row (a real ``kill -9``).
 CRASH_ENV = "DALCORE_TEST_CRASH_AFTER"
 
 #: Fields of the configuration that must match to resume a run (the rest only say where/how to run).
@@ -648,7 +650,9 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
                                    rows=state.rows + [row])
                     _atomic_write_text(ckpt, state.to_json())
                     finished_here += 1
-                    if crash and crash[1] == "checkpoint" and finished_here >= crash[0]:
+                    if crash and crash[1] in ("checkpoint", "kill") and finished_here >= crash[0]:
+                        if crash[1] == "kill":
+                            os.kill(os.getpid(), signal.SIGKILL)
                         raise SimulatedCrash(f"simulated crash after {finished_here} cycle(s)")
                     results.append(row)
                     bar.update(1)

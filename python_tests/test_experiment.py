@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +178,27 @@ def test_presets_paper_is_exact() -> None:
         batches = -(-n // c.batch_size)
         steps = c.epochs_for(n) * batches
         assert c.steps <= steps < c.steps + batches
+
+
+def test_resume_after_kill_9(reference_run: Path, tmp_path: Path) -> None:
+    """A real SIGKILL of `python -m dalcore run` after 2 cycles, then the same command."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "dalcore", *tiny_args(out, repeats=2)]
+    env = dict(os.environ, PYTHONPATH=str(repo), **{CRASH_ENV: "2:kill"})
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(read_rows(out / "results.csv")) == 1  # the 2nd row was not written yet
+    env.pop(CRASH_ENV)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # the 2nd cycle is not run again: its row comes from the checkpoint
+    finished_lines = re.findall(r"repeat \d+ +cycle \d+ +labels", proc.stdout)
+    assert len(finished_lines) == len(read_rows(reference_run / "results.csv")) - 2
+    assert without_seconds(read_rows(out / "results.csv")) == without_seconds(
+        read_rows(reference_run / "results.csv"))
