@@ -590,7 +590,7 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
                     n_fit = len(labeled) + (0 if pseudo is None else len(pseudo.indices))
                     train_cfg = TrainConfig(
                         epochs=preset.epochs_for(n_fit, semi=cfg.semi, override=cfg.epochs),
-                        batch_size=preset.batch_size, lr=preset.lr,
+                        batch_size=preset.batch_for(n_fit), lr=preset.lr,
                     )
                     if cfg.pretrain and backbone is None:
                         backbone = _pretrained_backbone(

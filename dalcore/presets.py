@@ -47,6 +47,11 @@ class Preset:
         Initial learning rate (SGD Nesterov, cosine ramp-down).
     pretrain_epochs : int
         Epochs of DeepCluster pre-training with ``--pretrain``.
+    balanced_batches : bool
+        Pick the batch size (at most ``batch_size``) so that no epoch ends with a tiny batch:
+        100 images make batches of 28, 28, 28 and 16, not 32, 32, 32 and 4, whose BatchNorm
+        statistics are noise (measured on digits at 100 labels: 84.4 % with the batch of 4,
+        96.2 % on the first 96 of the same labels).
     threads : int or None
         torch CPU threads; ``None`` keeps torch's choice. ``cpu`` uses 1: its small convolutions
         gain little from a second thread, and on a machine shared with other busy processes
@@ -63,6 +68,7 @@ class Preset:
     batch_size: int
     lr: float
     pretrain_epochs: int
+    balanced_batches: bool = False
     threads: int | None = None
 
     def epochs_for(self, n_train: int, *, semi: bool = False, override: int | None = None) -> int:
@@ -89,8 +95,23 @@ class Preset:
         if self.epochs is not None:
             return self.epochs
         assert self.steps is not None
-        batches_per_epoch = max(1, math.ceil(max(1, n_train) / self.batch_size))
+        batches_per_epoch = max(1, math.ceil(max(1, n_train) / self.batch_for(n_train)))
         return max(1, math.ceil(self.steps / batches_per_epoch))
+
+    def batch_for(self, n_train: int) -> int:
+        """Supervised batch size for ``n_train`` training images (see ``balanced_batches``).
+
+        With ``balanced_batches`` the largest size in [batch_size / 2, batch_size] whose last
+        batch is empty or at least half full; ``batch_size`` itself otherwise.
+        """
+        n = max(1, int(n_train))
+        if not self.balanced_batches or n <= self.batch_size:
+            return min(n, self.batch_size) if self.balanced_batches else self.batch_size
+        for b in range(self.batch_size, (self.batch_size + 1) // 2 - 1, -1):
+            r = n % b
+            if r == 0 or 2 * r >= b:
+                return b
+        return self.batch_size
 
     def as_dict(self) -> dict:
         """The preset as a plain dictionary (for config.json)."""
@@ -114,7 +135,8 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         name="cpu",
         description="small and fast for a laptop CPU: 16x16 input, width 0.25, 200 gradient steps "
-        "per cycle, batch 32, lr 0.2, 20 pre-training epochs, 1 CPU thread",
+        "per cycle, batches of at most 32 (equal sizes), lr 0.2, 20 pre-training epochs, "
+        "1 CPU thread",
         image_size=16,
         width=0.25,
         epochs=None,
@@ -123,6 +145,7 @@ PRESETS: dict[str, Preset] = {
         batch_size=32,
         lr=0.2,
         pretrain_epochs=20,
+        balanced_batches=True,
         threads=1,
     ),
 }

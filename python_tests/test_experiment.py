@@ -174,10 +174,17 @@ def test_presets_paper_is_exact() -> None:
     assert p.epochs_for(20, override=3) == 3
     c = PRESETS["cpu"]
     # cpu: a fixed number of gradient steps per cycle, whatever the labeled-set size
-    for n in (10, 20, 33, 100, 250):
-        batches = -(-n // c.batch_size)
+    for n in (10, 20, 33, 100, 250, 993):
+        b = c.batch_for(n)
+        batches = -(-n // b)
         steps = c.epochs_for(n) * batches
         assert c.steps <= steps < c.steps + batches
+        # no tiny last batch: it is empty or at least half of the others, brute force over n
+        last = n - (batches - 1) * b
+        assert b <= c.batch_size and 2 * last >= b
+        assert b == max(bb for bb in range(-(-c.batch_size // 2), c.batch_size + 1)
+                        if n % bb == 0 or 2 * (n % bb) >= bb) if n > c.batch_size else b == n
+    assert PRESETS["paper"].batch_for(100) == 32
 
 
 def test_resume_after_kill_9(reference_run: Path, tmp_path: Path) -> None:
