@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse
 import torch
 
-import dalcore
 from dalcore.acquisition import AcquisitionContext, get_strategy
 from dalcore.acquisition.jlp import jlp_select
 
 
-# --- float64 dense stand-ins, used only while the kernels are not merged into this branch ------
+# --- float64 dense references ------------------------------------------------------------------
 def _ref_knn(x, k, *, metric="ip"):
     x = np.asarray(x, dtype=np.float64)
     s = x @ x.T
@@ -42,41 +40,8 @@ def _ref_solve(S, seeds, alpha):
     return np.linalg.solve(np.eye(S.shape[0]) - alpha * S, y)
 
 
-def _stand_graph(knn, *, k=50, gamma=3.0, mode="reciprocal"):
-    return scipy.sparse.csr_array(_ref_graph_dense(knn, gamma=gamma, mode=mode))
-
-
-def _stand_propagate(graph, labels, *, num_classes, alpha=0.99, tol=1e-6, max_iter=20, x0=None,
-                     return_info=False):
-    labels = np.asarray(labels)
-    z = np.zeros((labels.size, num_classes), dtype=np.float32)
-    for c in range(num_classes):
-        if (labels == c).any():
-            z[:, c] = _ref_solve(graph.toarray(), labels == c, alpha)
-    return (z, {}) if return_info else z
-
-
-def _not_ready(fn, *args, **kw):
-    try:
-        fn(*args, **kw)
-        return False
-    except NotImplementedError:
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(autouse=True)
-def kernels(monkeypatch):
-    """Use dalcore's kernels; stand in (float64 dense) only for those not implemented yet."""
-    x = np.eye(4, dtype=np.float32)
-    if _not_ready(dalcore.knn, x, 1):
-        monkeypatch.setattr(dalcore, "knn", _ref_knn)
-    if _not_ready(dalcore.knn_graph, _ref_knn(x, 2), k=2):
-        monkeypatch.setattr(dalcore, "knn_graph", _stand_graph)
-    g = _stand_graph(_ref_knn(x, 2), k=2)
-    if _not_ready(dalcore.propagate, g, np.array([0, -1, -1, -1]), num_classes=1):
-        monkeypatch.setattr(dalcore, "propagate", _stand_propagate)
+def _one_thread():
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse
 import torch
 
-import dalcore
 from dalcore.semi import label_propagation as lp
 
 
-# --- float64 dense stand-ins, used only while the kernels are not merged into this branch ------
+# --- float64 dense references ------------------------------------------------------------------
 def _ref_knn(x, k, *, metric="ip"):
     x = np.asarray(x, dtype=np.float64)
     s = x @ x.T
@@ -39,10 +37,6 @@ def _ref_graph_dense(knn, *, gamma, mode):
     return dinv[:, None] * w * dinv[None, :]
 
 
-def _ref_graph(knn, *, k=50, gamma=3.0, mode="reciprocal"):
-    return scipy.sparse.csr_array(_ref_graph_dense(knn, gamma=gamma, mode=mode))
-
-
 def _ref_solve(S, labels, num_classes, alpha):
     n = S.shape[0]
     y = np.zeros((n, num_classes))
@@ -53,50 +47,8 @@ def _ref_solve(S, labels, num_classes, alpha):
     return np.linalg.solve(np.eye(n) - alpha * S, y)
 
 
-def _ref_propagate(graph, labels, *, num_classes, alpha=0.99, tol=1e-6, max_iter=20, x0=None,
-                   return_info=False):
-    S = graph.toarray() if hasattr(graph, "toarray") else np.asarray(graph)
-    z = _ref_solve(S, np.asarray(labels), num_classes, alpha).astype(np.float32)
-    return (z, {"iterations": 0, "residual": 0.0}) if return_info else z
-
-
-def _ref_pseudo_labels(Z):
-    z = np.maximum(np.asarray(Z, dtype=np.float64), 0.0)
-    c = z.shape[1]
-    s = z.sum(axis=1, keepdims=True)
-    p = np.where(s > 0, z / np.where(s > 0, s, 1.0), 1.0 / c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
-    w = 1.0 - h / np.log(c)
-    labels = np.argmax(z, axis=1)
-    counts = np.bincount(labels, minlength=c).astype(np.float64)
-    cw = np.where(counts > 0, labels.size / (c * np.maximum(counts, 1)), 0.0)
-    return labels.astype(np.int64), w.astype(np.float32), cw.astype(np.float32)
-
-
-def _not_ready(fn, *args, **kw):
-    try:
-        fn(*args, **kw)
-        return False
-    except NotImplementedError:
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(autouse=True)
-def kernels(monkeypatch):
-    """Use dalcore's kernels; stand in (float64 dense) only for those not implemented yet."""
-    x = np.eye(4, dtype=np.float32)
-    if _not_ready(dalcore.knn, x, 1):
-        monkeypatch.setattr(dalcore, "knn", _ref_knn)
-    if _not_ready(dalcore.knn_graph, _ref_knn(x, 2), k=2):
-        monkeypatch.setattr(dalcore, "knn_graph", _ref_graph)
-    g = _ref_graph(_ref_knn(x, 2), k=2)
-    if _not_ready(dalcore.propagate, g, np.array([0, 1, -1, -1]), num_classes=2):
-        monkeypatch.setattr(dalcore, "propagate", _ref_propagate)
-    if _not_ready(dalcore.pseudo_labels, np.ones((3, 2), dtype=np.float32)):
-        monkeypatch.setattr(dalcore, "pseudo_labels", _ref_pseudo_labels)
+def _one_thread():
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -276,5 +228,5 @@ def test_semi_cycle_beats_supervised_on_digits(digits16):
           f"accuracy {refresh.accuracy[0]:.3f} -> {refresh.accuracy[-1]:.3f}; "
           f"propagation {refresh.mean_timings()['propagation'] * 1e3:.1f} ms/refresh")
     assert len(refresh.accuracy) == 10 and all(p > 0 for p in hist["pseudo"])
-    # Measured with the float64 stand-in kernels: supervised 0.728, semi 0.792.
+    # Measured (seed 0): supervised 0.728, semi 0.828 (pseudo-labels 0.57 -> 0.88 accurate).
     assert acc_semi > acc_sup + 0.02, (acc_sup, acc_semi)
