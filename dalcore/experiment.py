@@ -550,6 +550,8 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
     }
     out = _prepare_out(cfg, config_doc)
     results = _Results(out / "results.csv")
+    _log(cfg, f"writing to {out} ({len(results.done)} cycles already done); after an "
+              f"interruption, run the same command with --out {out} to resume")
     data = data.to(device)  # once: every epoch, extraction and evaluation reads it there
 
     y_train = data.y_train.cpu().numpy()
