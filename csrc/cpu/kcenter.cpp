@@ -108,24 +108,42 @@ void labeled_rows(const float* x, std::int64_t d, std::int64_t begin, std::int64
 
 // Rows [begin, end) of the pruned pass: only rows whose group is flagged in `scan` are read.
 // A row that gets closer to c moves to group g_new. best[g] collects the arg-max of the rows of
-// group g seen here (this thread's slots; only flagged groups and g_new are written).
+// group g seen here and count[g] their number (this thread's slots; only flagged groups and
+// g_new are written). `rows` is scratch for end - begin indices: the rows to read are listed
+// first, then read with software prefetch a few rows ahead (skipping rows defeats the hardware
+// prefetcher).
 DALCORE_MULTIVERSION
 void scan_groups(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
                  const float* xc, std::int32_t g_new, const unsigned char* scan, float* min_d,
-                 std::int32_t* group, ArgMax* best) {
+                 std::int32_t* group, ArgMax* best, std::int64_t* count, std::int64_t* rows) {
+  std::int64_t nr = 0;
   for (std::int64_t i = begin; i < end; ++i) {
+    rows[nr] = i;
+    nr += (scan[group[i]] != 0) & (min_d[i] >= 0.0f);
+  }
+  constexpr std::int64_t kAhead = 4;
+  const std::int64_t row_bytes = d * static_cast<std::int64_t>(sizeof(float));
+  for (std::int64_t k = 0; k < std::min(kAhead, nr); ++k)
+    for (std::int64_t off = 0; off < row_bytes; off += 64)
+      __builtin_prefetch(reinterpret_cast<const char*>(x + rows[k] * d) + off);
+  for (std::int64_t k = 0; k < nr; ++k) {
+    if (k + kAhead < nr) {
+      const char* next = reinterpret_cast<const char*>(x + rows[k + kAhead] * d);
+      for (std::int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off);
+    }
+    const std::int64_t i = rows[k];
     const std::int32_t g = group[i];
-    if (!scan[g]) continue;
     const float m = min_d[i];
-    if (m < 0.0f) continue;
     const float s = sq_dist(x + i * d, xc, d);
     if (s < m) {
       min_d[i] = s;
       group[i] = g_new;
+      ++count[g_new];
       // beats(): blocks may reach a thread out of index order, so ties need the index test.
       if (kcenter_ops::beats(ArgMax{s, i}, best[g_new])) best[g_new] = ArgMax{s, i};
-    } else if (kcenter_ops::beats(ArgMax{m, i}, best[g])) {
-      best[g] = ArgMax{m, i};
+    } else {
+      ++count[g];
+      if (kcenter_ops::beats(ArgMax{m, i}, best[g])) best[g] = ArgMax{m, i};
     }
   }
 }
@@ -223,12 +241,19 @@ double run_unpruned(const float* x, std::int64_t n, std::int64_t d, const std::i
 // index order over the points of the groups the new centre may affect.
 class PrunedState {
  public:
+  // Floats to read below which a sweep runs on one thread.
+  static constexpr std::int64_t kParallelWork = std::int64_t{1} << 17;
+  // Rows per block of a sweep.
+  static constexpr std::int64_t kRows = 2048;
+
   PrunedState(const float* x, std::int64_t n, std::int64_t d, std::int64_t max_groups,
               std::vector<float>& min_d)
       : x_(x), n_(n), d_(d), min_d_(min_d), group_(static_cast<std::size_t>(n), 0),
         scan_(static_cast<std::size_t>(max_groups), 0),
         nthreads_(omp_get_max_threads()),
-        tbest_(static_cast<std::size_t>(nthreads_ * max_groups), argmax_none()) {
+        tbest_(static_cast<std::size_t>(nthreads_ * max_groups), argmax_none()),
+        tcount_(static_cast<std::size_t>(nthreads_ * max_groups), 0),
+        rows_(static_cast<std::size_t>(nthreads_ * kRows)) {
     centre_.reserve(static_cast<std::size_t>(max_groups));
     best_.reserve(static_cast<std::size_t>(max_groups));
   }
@@ -240,6 +265,9 @@ class PrunedState {
       group_[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(nearest[i]);
     centre_.assign(labeled, labeled + n_labeled);
     best_.assign(static_cast<std::size_t>(n_labeled), argmax_none());
+    size_.assign(static_cast<std::size_t>(n_labeled), 0);
+    for (std::int64_t i = 0; i < n_; ++i)
+      if (min_d_[static_cast<std::size_t>(i)] >= 0.0f) ++size_[static_cast<std::size_t>(nearest[i])];
     scanned_.clear();
     for (std::int64_t g = 0; g < n_labeled; ++g) scanned_.push_back(static_cast<std::int32_t>(g));
     sweep(nullptr, -1);
@@ -250,6 +278,7 @@ class PrunedState {
     centre_.assign(1, -1);
     // Marks the group as non-empty (scanned by the first centre, which moves every point out).
     best_.assign(1, ArgMax{kInf, 0});
+    size_.assign(1, n_);
   }
 
   ArgMax global_best(std::int64_t* group) const {
@@ -284,6 +313,7 @@ class PrunedState {
       if (scan_[static_cast<std::size_t>(g)]) scanned_.push_back(static_cast<std::int32_t>(g));
     centre_.push_back(c);
     best_.push_back(argmax_none());
+    size_.push_back(0);
     scan_[static_cast<std::size_t>(ng)] = 0;
     if (!scanned_.empty()) sweep(xc, static_cast<std::int32_t>(ng));
   }
@@ -296,26 +326,39 @@ class PrunedState {
     for (const std::int32_t g : scanned_) scan_[static_cast<std::size_t>(g)] = 1;
     for (std::int64_t t = 0; t < nthreads_; ++t) {
       ArgMax* tb = tbest_.data() + t * mg;
-      for (const std::int32_t g : scanned_) tb[g] = argmax_none();
-      if (g_new >= 0) tb[g_new] = argmax_none();
+      std::int64_t* tc = tcount_.data() + t * mg;
+      for (const std::int32_t g : scanned_) {
+        tb[g] = argmax_none();
+        tc[g] = 0;
+      }
+      if (g_new >= 0) {
+        tb[g_new] = argmax_none();
+        tc[g_new] = 0;
+      }
     }
-    constexpr std::int64_t kRows = 2048;
+    // Rows to read; a short sweep runs on one thread (waking the others would cost more).
+    std::int64_t rows = 0;
+    for (const std::int32_t g : scanned_) rows += size_[static_cast<std::size_t>(g)];
+    const bool parallel = rows * d_ + n_ / 4 > kParallelWork;
     const std::int64_t nblk = (n_ + kRows - 1) / kRows;
     const float* x = x_;
     const std::int64_t d = d_, n = n_;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (std::int64_t blk = 0; blk < nblk; ++blk) {
-      ArgMax* tb = tbest_.data() + static_cast<std::int64_t>(omp_get_thread_num()) * mg;
+      const std::int64_t tid = omp_get_thread_num();
+      ArgMax* tb = tbest_.data() + tid * mg;
+      std::int64_t* tc = tcount_.data() + tid * mg;
       const std::int64_t b = blk * kRows, e = std::min(n, b + kRows);
       if (xc) {
-        scan_groups(x, d, b, e, xc, g_new, scan_.data(), min_d_.data(), group_.data(), tb);
+        scan_groups(x, d, b, e, xc, g_new, scan_.data(), min_d_.data(), group_.data(), tb, tc,
+                    rows_.data() + tid * kRows);
       } else {
         for (std::int64_t i = b; i < e; ++i) {
           const float m = min_d_[static_cast<std::size_t>(i)];
           const std::int32_t g = group_[static_cast<std::size_t>(i)];
-          if (m >= 0.0f && scan_[static_cast<std::size_t>(g)] &&
-              kcenter_ops::beats(ArgMax{m, i}, tb[g]))
-            tb[g] = ArgMax{m, i};
+          if (m < 0.0f || !scan_[static_cast<std::size_t>(g)]) continue;
+          ++tc[g];
+          if (kcenter_ops::beats(ArgMax{m, i}, tb[g])) tb[g] = ArgMax{m, i};
         }
       }
     }
@@ -323,8 +366,14 @@ class PrunedState {
     // any thread count or schedule).
     auto combine = [&](std::int32_t g) {
       ArgMax b = argmax_none();
-      for (std::int64_t t = 0; t < nthreads_; ++t) b = ArgMaxOp{}(b, tbest_[static_cast<std::size_t>(t * mg + g)]);
+      std::int64_t count = 0;
+      for (std::int64_t t = 0; t < nthreads_; ++t) {
+        const std::size_t slot = static_cast<std::size_t>(t * mg + g);
+        b = ArgMaxOp{}(b, tbest_[slot]);
+        count += tcount_[slot];
+      }
       best_[static_cast<std::size_t>(g)] = b;
+      size_[static_cast<std::size_t>(g)] = count;
     };
     for (const std::int32_t g : scanned_) combine(g);
     if (g_new >= 0) combine(g_new);
@@ -337,6 +386,9 @@ class PrunedState {
   std::vector<unsigned char> scan_;       // per group: scanned in the current sweep
   std::int64_t nthreads_;
   std::vector<ArgMax> tbest_;             // per thread x group arg-maxes of the current sweep
+  std::vector<std::int64_t> tcount_;      // per thread x group member counts of the sweep
+  std::vector<std::int64_t> size_;        // number of (non-centre) points in each group
+  std::vector<std::int64_t> rows_;        // per thread: rows of a block to read
   std::vector<std::int64_t> centre_;      // point index of each group's centre (-1: none)
   std::vector<ArgMax> best_;              // arg-max of min_d within each group
   std::vector<std::int32_t> scanned_;     // groups of the current sweep

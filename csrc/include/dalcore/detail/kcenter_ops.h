@@ -46,7 +46,7 @@ struct ArgMaxOp {
 // 512-bit vector, two 256-bit ones, ...): the compiler vectorises the fixed-width inner loop for
 // whatever ISA the caller is compiled for, and the association order, hence the rounding, is the
 // same for every ISA.
-inline constexpr int kLanes = 16;
+inline constexpr int kLanes = 16;  // the fold below assumes 16
 
 DALCORE_HD float sq_dist(const float* a, const float* b, std::int64_t d) {
   float acc[kLanes];
@@ -62,9 +62,11 @@ DALCORE_HD float sq_dist(const float* a, const float* b, std::int64_t d) {
     const float t = a[k] - b[k];
     acc[l] += t * t;
   }
-  for (int w = kLanes / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0];
+  // Pairwise fold with constant trip counts (unrolled and vectorised by the compiler).
+  for (int l = 0; l < 8; ++l) acc[l] += acc[l + 8];
+  for (int l = 0; l < 4; ++l) acc[l] += acc[l + 4];
+  for (int l = 0; l < 2; ++l) acc[l] += acc[l + 2];
+  return acc[0] + acc[1];
 }
 
 // Four floats read at once (16-byte aligned rows, d % 4 == 0): vector loads on the GPU.
