@@ -3,7 +3,7 @@
 Peers, all exact greedy farthest-first from the same labeled set:
   numpy   float32 loop, one GEMV per pick (|x|^2 + |c|^2 - 2 X c, then minimum, argmax)
   sklearn pairwise_distances to the new centre per pick, as google/active-learning's
-          kcenter_greedy.py (core-set) does
+          kcenter_greedy.py (core-set) does (float32 in: sklearn upcasts in blocks)
   scipy   scipy.spatial.distance_matrix to the new centre per pick, as in the original paper's
           code
   torch   the GEMV loop in torch on the CPU (and on CUDA where present)
@@ -75,30 +75,56 @@ def numpy_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray) -> np.ndarray
     return out
 
 
-def sklearn_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray) -> np.ndarray:
+def _stepwise(init, step, x, budget, labeled, timed_picks=None):
+    """Greedy loop over a peer's (init, step) pair. With timed_picks: only that many picks, and
+    returns (init seconds, seconds per pick) instead of the picks."""
+    t0 = time.perf_counter()
+    md = init(x, labeled)
+    t1 = time.perf_counter()
+    out = []
+    for _ in range(budget if timed_picks is None else timed_picks):
+        c = int(np.argmax(md))
+        out.append(c)
+        md = step(x, md, c)
+    t2 = time.perf_counter()
+    if timed_picks is not None:
+        return t1 - t0, (t2 - t1) / max(timed_picks, 1)
+    return np.asarray(out, dtype=np.int64)
+
+
+# google/active-learning sampling_methods/kcenter_greedy.py: update_distances() with
+# sklearn.metrics.pairwise_distances, min over the new centre's distances each pick.
+def _sklearn_init(x, labeled):
     from sklearn.metrics import pairwise_distances
 
-    # google/active-learning sampling_methods/kcenter_greedy.py: update_distances()
-    md = pairwise_distances(x, x[labeled], metric="euclidean").min(axis=1).reshape(-1, 1)
-    out = []
-    for _ in range(budget):
-        c = int(np.argmax(md))
-        out.append(c)
-        dist = pairwise_distances(x, x[[c]], metric="euclidean")
-        md = np.minimum(md, dist)
-    return np.asarray(out, dtype=np.int64)
+    return pairwise_distances(x, x[labeled], metric="euclidean").min(axis=1).reshape(-1, 1)
 
 
-def scipy_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray) -> np.ndarray:
+def _sklearn_step(x, md, c):
+    from sklearn.metrics import pairwise_distances
+
+    return np.minimum(md, pairwise_distances(x, x[[c]], metric="euclidean"))
+
+
+def sklearn_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray, timed_picks=None):
+    return _stepwise(_sklearn_init, _sklearn_step, x, budget, labeled, timed_picks)
+
+
+# The original paper's code: scipy.spatial.distance_matrix to the new centre each pick.
+def _scipy_init(x, labeled):
     from scipy.spatial import distance_matrix
 
-    md = distance_matrix(x, x[labeled]).min(axis=1)
-    out = []
-    for _ in range(budget):
-        c = int(np.argmax(md))
-        out.append(c)
-        md = np.minimum(md, distance_matrix(x, x[[c]]).ravel())
-    return np.asarray(out, dtype=np.int64)
+    return distance_matrix(x, x[labeled]).min(axis=1)
+
+
+def _scipy_step(x, md, c):
+    from scipy.spatial import distance_matrix
+
+    return np.minimum(md, distance_matrix(x, x[[c]]).ravel())
+
+
+def scipy_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray, timed_picks=None):
+    return _stepwise(_scipy_init, _scipy_step, x, budget, labeled, timed_picks)
 
 
 def torch_kcenter(x, budget: int, labeled):
@@ -130,18 +156,14 @@ def run_synchronized(torch, fn, *args):
 
 
 def timed_extrapolated(fn, x, budget, labeled, picks):
-    """(seconds for the budget, extrapolated?): init timed with 1 pick, per pick from `picks`."""
+    """(seconds for the budget, extrapolated?): the labeled-set initialisation timed once and the
+    per-pick time (median over `picks` picks' mean) scaled to the budget."""
     if picks >= budget:
         t0 = time.perf_counter()
         fn(x, budget, labeled)
         return time.perf_counter() - t0, False
-    t0 = time.perf_counter()
-    fn(x, 1, labeled)
-    t1 = time.perf_counter()
-    fn(x, picks + 1, labeled)
-    t2 = time.perf_counter()
-    per_pick = ((t2 - t1) - (t1 - t0)) / picks
-    return (t1 - t0) + max(per_pick, 0.0) * (budget - 1), True
+    t_init, per_pick = fn(x, budget, labeled, timed_picks=picks)
+    return t_init + per_pick * budget, True
 
 
 def main(argv=None) -> None:

@@ -118,11 +118,12 @@ def _run_gpu_path(
         lab = torch.from_numpy(lab_host).to(x.device)
         out = torch.empty(b, dtype=torch.int64, device=x.device)
         radius = torch.empty((), dtype=torch.float32, device=x.device) if return_radius else None
-        core.gpu.kcenter(
-            x.data_ptr(), n, d, lab.data_ptr() if lab.numel() else 0, int(lab.numel()), b,
-            out.data_ptr(), radius.data_ptr() if radius is not None else 0,
-            _arrays.cuda_stream_handle(x),
-        )
+        with torch.cuda.device(x.device):  # the kernels' scratch goes to x's device
+            core.gpu.kcenter(
+                x.data_ptr(), n, d, lab.data_ptr() if lab.numel() else 0, int(lab.numel()), b,
+                out.data_ptr(), radius.data_ptr() if radius is not None else 0,
+                _arrays.cuda_stream_handle(x),
+            )
         # x and lab stay referenced until here; torch's caching allocator orders their reuse on
         # the current stream, so the asynchronous kernels never see freed memory.
         return (out, radius) if return_radius else out

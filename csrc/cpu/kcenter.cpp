@@ -119,7 +119,7 @@ void scan_groups(const float* x, std::int64_t d, std::int64_t begin, std::int64_
   std::int64_t nr = 0;
   for (std::int64_t i = begin; i < end; ++i) {
     rows[nr] = i;
-    nr += (scan[group[i]] != 0) & (min_d[i] >= 0.0f);
+    nr += scan[group[i]] != 0;  // centres sit in a group that is never scanned
   }
   constexpr std::int64_t kAhead = 4;
   const std::int64_t row_bytes = d * static_cast<std::int64_t>(sizeof(float));
@@ -253,7 +253,8 @@ class PrunedState {
         nthreads_(omp_get_max_threads()),
         tbest_(static_cast<std::size_t>(nthreads_ * max_groups), argmax_none()),
         tcount_(static_cast<std::size_t>(nthreads_ * max_groups), 0),
-        rows_(static_cast<std::size_t>(nthreads_ * kRows)) {
+        rows_(static_cast<std::size_t>(nthreads_ * kRows)),
+        centre_group_(static_cast<std::int32_t>(max_groups - 1)) {
     centre_.reserve(static_cast<std::size_t>(max_groups));
     best_.reserve(static_cast<std::size_t>(max_groups));
   }
@@ -262,7 +263,9 @@ class PrunedState {
   void init_groups(const std::int64_t* labeled, std::int64_t n_labeled,
                    const std::vector<std::int64_t>& nearest) {
     for (std::int64_t i = 0; i < n_; ++i)
-      group_[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(nearest[i]);
+      group_[static_cast<std::size_t>(i)] = min_d_[static_cast<std::size_t>(i)] >= 0.0f
+                                                ? static_cast<std::int32_t>(nearest[i])
+                                                : centre_group_;
     centre_.assign(labeled, labeled + n_labeled);
     best_.assign(static_cast<std::size_t>(n_labeled), argmax_none());
     size_.assign(static_cast<std::size_t>(n_labeled), 0);
@@ -296,6 +299,7 @@ class PrunedState {
   // Adds centre c, the arg-max of group g_of_c (-1: from no group, e.g. the mean pick).
   void add_centre(std::int64_t c, std::int64_t g_of_c) {
     min_d_[static_cast<std::size_t>(c)] = kCenter;
+    group_[static_cast<std::size_t>(c)] = centre_group_;
     const float* xc = x_ + c * d_;
     const std::int64_t ng = static_cast<std::int64_t>(centre_.size());
     // Which groups can c affect? O(#groups * d).
@@ -389,6 +393,7 @@ class PrunedState {
   std::vector<std::int64_t> tcount_;      // per thread x group member counts of the sweep
   std::vector<std::int64_t> size_;        // number of (non-centre) points in each group
   std::vector<std::int64_t> rows_;        // per thread: rows of a block to read
+  std::int32_t centre_group_;             // the group id of centres: never scanned
   std::vector<std::int64_t> centre_;      // point index of each group's centre (-1: none)
   std::vector<ArgMax> best_;              // arg-max of min_d within each group
   std::vector<std::int32_t> scanned_;     // groups of the current sweep
@@ -398,9 +403,10 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
                   std::int64_t n_labeled, std::int64_t budget, std::int64_t* out,
                   std::vector<float>& min_d, const std::vector<std::int64_t>& nearest,
                   bool want_radius) {
-  if (n_labeled + budget + 1 >= std::numeric_limits<std::int32_t>::max())
+  if (n_labeled + budget + 2 >= std::numeric_limits<std::int32_t>::max())
     return run_unpruned(x, n, d, labeled, n_labeled, budget, out, min_d, want_radius);
-  PrunedState st(x, n, d, n_labeled + budget + 1, min_d);
+  // Groups: one per labeled point and pick, the initial one without labels, the centres' one.
+  PrunedState st(x, n, d, n_labeled + budget + 2, min_d);
   ArgMax best;
   std::int64_t group = -1;
   if (n_labeled > 0) {
