@@ -8,12 +8,13 @@ Peers, all exact greedy farthest-first from the same labeled set:
           code
   torch   the GEMV loop in torch on the CPU (and on CUDA where present)
 
-One process; each time is the median of --repeats runs. Slow peers (sklearn, scipy) run only
---peer-picks picks: their labeled-set initialisation is timed once and the per-pick time is
-extrapolated to the budget (marked "~" in the table). Memory bandwidth is measured in the same
-run (benches/_common.py); "GB/s" is the bytes one full pass reads (N x d x 4 + the min-distance
-vector) divided by the time per pick, "%bw" that against the measured parallel read bandwidth.
-The pruned path skips rows, so its "effective" GB/s can exceed the machine's bandwidth.
+One process; each time is the median of --repeats runs. Slow peers (--extrapolate, default
+sklearn and scipy) run only --peer-picks picks: their labeled-set initialisation and those picks
+are timed once and the per-pick time is extrapolated to the budget (marked "~" in the table).
+Memory bandwidth is measured in the same run (benches/_common.py); "GB/s" is the bytes one full
+pass reads (N x d x 4 + the min-distance vector) divided by the time per pick, "%bw" that
+against the measured parallel read bandwidth. The pruned path skips rows, so its "effective"
+GB/s can exceed the machine's bandwidth.
 
 Data: --data clustered (default): a mixture of 50 Gaussian clusters on an 8-dimensional subspace
 plus small isotropic noise, like the class-clustered, low-intrinsic-dimension features of a
@@ -57,7 +58,8 @@ def make_data(n: int, d: int, kind: str, seed: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------ peers
 
 
-def numpy_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray) -> np.ndarray:
+def numpy_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray, timed_picks=None):
+    t0 = time.perf_counter()
     sq = np.einsum("ij,ij->i", x, x)
     md = np.full(x.shape[0], np.inf, dtype=np.float32)
     for s in range(0, len(labeled), 256):  # blocked GEMM against the labeled set
@@ -65,13 +67,16 @@ def numpy_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray) -> np.ndarray
         d2 = sq[:, None] + sq[lab][None, :] - 2.0 * (x @ x[lab].T)
         np.minimum(md, d2.min(axis=1), out=md)
     md[labeled] = -1.0
+    t1 = time.perf_counter()
     out = np.empty(budget, dtype=np.int64)
-    for t in range(budget):
+    for t in range(budget if timed_picks is None else timed_picks):
         c = int(np.argmax(md))
         out[t] = c
         d2 = sq + sq[c] - 2.0 * (x @ x[c])
         np.minimum(md, d2, out=md)
-        md[out[: t + 1]] = -1.0
+        md[c] = -1.0  # stays below every d2 (>= -rounding) from here on
+    if timed_picks is not None:
+        return t1 - t0, (time.perf_counter() - t1) / max(timed_picks, 1)
     return out
 
 
@@ -127,9 +132,10 @@ def scipy_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray, timed_picks=N
     return _stepwise(_scipy_init, _scipy_step, x, budget, labeled, timed_picks)
 
 
-def torch_kcenter(x, budget: int, labeled):
+def torch_kcenter(x, budget: int, labeled, timed_picks=None):
     import torch
 
+    t0 = time.perf_counter()
     sq = (x * x).sum(1)
     md = torch.full((x.shape[0],), float("inf"), device=x.device)
     for s in range(0, len(labeled), 256):
@@ -138,12 +144,22 @@ def torch_kcenter(x, budget: int, labeled):
         md = torch.minimum(md, d2.min(dim=1).values)
     md[labeled] = -1.0
     out = torch.empty(budget, dtype=torch.int64, device=x.device)
-    for t in range(budget):
-        c = torch.argmax(md)  # stays on the device
+    on_cpu = x.device.type == "cpu"
+    if not on_cpu:
+        torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    for t in range(budget if timed_picks is None else timed_picks):
+        c = torch.argmax(md)
+        if on_cpu:
+            c = int(c)  # cheap on the CPU; on CUDA the index stays on the device
         out[t] = c
-        d2 = sq + sq[c] - 2.0 * (x @ x[c])
-        md = torch.minimum(md, d2)
-        md[out[: t + 1]] = -1.0
+        d2 = torch.addmv(sq + sq[c], x, x[c], alpha=-2.0)
+        torch.minimum(md, d2, out=md)
+        md[c] = -1.0
+    if timed_picks is not None:
+        if not on_cpu:
+            torch.cuda.synchronize()
+        return t1 - t0, (time.perf_counter() - t1) / max(timed_picks, 1)
     return out
 
 
@@ -174,7 +190,9 @@ def main(argv=None) -> None:
                     "d in 128,512; budget in 100,1000)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--peer-picks", type=int, default=20,
-                    help="picks timed for the slow peers (sklearn, scipy), then extrapolated")
+                    help="picks timed for the --extrapolate peers, then scaled to the budget")
+    ap.add_argument("--extrapolate", default="sklearn,scipy",
+                    help="peers timed on --peer-picks picks and extrapolated (any of the peers)")
     ap.add_argument("--peers", default="numpy,sklearn,scipy,torch",
                     help="comma-separated subset of numpy,sklearn,scipy,torch")
     ap.add_argument("--data", choices=["clustered", "gaussian"], default="clustered")
@@ -191,6 +209,7 @@ def main(argv=None) -> None:
         sizes = [(n, d, b) for n in (10_000, 50_000, 200_000) for d in (128, 512)
                  for b in (100, 1000)]
     peers = [p for p in args.peers.split(",") if p]
+    extrapolated = {p for p in args.extrapolate.split(",") if p}
 
     torch = None
     if "torch" in peers:
@@ -229,17 +248,15 @@ def main(argv=None) -> None:
                bytes_pass / (t_pr / budget) / 1e9]
         best = min(t_pr, t_un)
         times = {}
+        fns = {"numpy": numpy_kcenter, "sklearn": sklearn_kcenter, "scipy": scipy_kcenter,
+               "torch": torch_kcenter}
         for p in peers:
-            if p == "numpy":
-                times[p] = (median_time(partial(numpy_kcenter, x, budget, labeled),
-                                        args.repeats), False)
-            elif p == "torch":
-                xt, lt = torch.from_numpy(x), torch.from_numpy(labeled)
-                times[p] = (median_time(partial(torch_kcenter, xt, budget, lt), args.repeats),
-                            False)
+            xp, lp = (torch.from_numpy(x), torch.from_numpy(labeled)) if p == "torch" else (
+                x, labeled)
+            if p in extrapolated:
+                times[p] = timed_extrapolated(fns[p], xp, budget, lp, args.peer_picks)
             else:
-                fn = sklearn_kcenter if p == "sklearn" else scipy_kcenter
-                times[p] = timed_extrapolated(fn, x, budget, labeled, args.peer_picks)
+                times[p] = (median_time(partial(fns[p], xp, budget, lp), args.repeats), False)
         for p in peers:
             t, ex = times[p]
             row.append(f"~{t:.4g}" if ex else t)
@@ -255,7 +272,7 @@ def main(argv=None) -> None:
 
     print()
     print(fmt_table(header, rows))
-    if any(p in ("sklearn", "scipy") for p in peers):
+    if extrapolated & set(peers):
         print(f"\n~ = extrapolated: labeled-set initialisation timed once, then "
               f"{args.peer_picks} picks timed and scaled to the budget.")
     print("ratios: peer time / our faster path (higher = we are faster); "

@@ -150,16 +150,18 @@ void scan_groups(const float* x, std::int64_t d, std::int64_t begin, std::int64_
 
 // ---------------------------------------------------------------- parallel helpers
 
-// Splits [0, n) evenly over the threads; combines the per-thread arg-maxes in thread order.
+// Splits [0, n) into chunks handed out dynamically (a thread that the OS delays does not hold up
+// the pick: the others take its chunks); the per-chunk arg-maxes are combined in chunk order
+// with the lowest-index tie-break, so the result does not depend on threads or schedule.
 template <class Fn>
 ArgMax parallel_argmax(std::int64_t n, Fn&& fn) {
-  std::vector<ArgMax> part(static_cast<std::size_t>(omp_get_max_threads()), argmax_none());
-#pragma omp parallel
-  {
-    const std::int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const std::int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-    part[static_cast<std::size_t>(t)] = fn(begin, end);
-  }
+  const std::int64_t nt = omp_get_max_threads();
+  const std::int64_t chunk = std::max<std::int64_t>(2048, n / (8 * nt) + 1);
+  const std::int64_t nc = (n + chunk - 1) / chunk;
+  std::vector<ArgMax> part(static_cast<std::size_t>(nc), argmax_none());
+#pragma omp parallel for schedule(dynamic, 1) if (nc > 1)
+  for (std::int64_t k = 0; k < nc; ++k)
+    part[static_cast<std::size_t>(k)] = fn(k * chunk, std::min(n, (k + 1) * chunk));
   ArgMax best = argmax_none();
   for (const ArgMax& a : part) best = ArgMaxOp{}(best, a);
   return best;
