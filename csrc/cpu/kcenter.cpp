@@ -2,18 +2,22 @@
 //
 // State: min_d[i], the squared distance of point i to its nearest centre (labeled points and
 // picks; centres hold the sentinel kCenter). A pick is the arg-max of min_d (lowest index on ties);
-// adding centre c updates min_d[i] = min(min_d[i], |x_i - x_c|^2).
+// adding centre c updates min_d[i] = min(min_d[i], |x_i - x_c|^2). Memory beyond the features is
+// O(N): min_d, and for the pruned path a group id per point.
 //
-// Unpruned: one fused pass over the rows per pick (distance, min update, per-thread arg-max; the
-// per-thread results are combined in thread order with the lowest-index tie-break, so the pick does
-// not depend on the number of threads).
+// Unpruned: one fused pass over the rows per pick (distance, min update, arg-max per chunk; the
+// chunks' results are combined in chunk order with the lowest-index tie-break, so the pick does not
+// depend on the number of threads or the schedule).
 //
-// Pruned: points are grouped by the centre that gives their min-distance. When c is added, a group
-// with centre a and largest squared min-distance r2 is skipped when d(a, c) >= 2 sqrt(r2) (with a
-// small safety margin, see kcenter_ops::group_unaffected): by the triangle inequality none of its
-// points gets closer to c. The scanned groups keep their points that did not move (compacted in
-// place); the points that moved form c's group. Each group keeps its arg-max, so a pick is an
-// arg-max over groups. Same min-distances, hence the same picks, as the unpruned pass.
+// Pruned: points are grouped by the centre that gives their min-distance (group[i]). When c is
+// added, a group with centre a and largest squared min-distance r2 is skipped when
+// d(a, c) >= 2 sqrt(r2) (with a small safety margin, see kcenter_ops::group_unaffected): by the
+// triangle inequality none of its points gets closer to c. One sweep in index order then reads
+// only the rows of the other groups (software prefetch, since skipping rows defeats the hardware
+// prefetcher); a point that gets closer to c joins c's group. Each group keeps its arg-max and
+// size, so a pick is an arg-max over groups. Same min-distances, hence the same picks, as the
+// unpruned pass. The cost per pick is O(#centres * d) for the test, O(N) int reads for the sweep
+// and d floats per row of the groups c can affect.
 //
 // The row loops are compiled for AVX-512, AVX2 and baseline x86-64 (GCC function
 // multiversioning, chosen at run time) so the binary stays portable.
@@ -115,11 +119,21 @@ void labeled_rows(const float* x, std::int64_t d, std::int64_t begin, std::int64
 DALCORE_MULTIVERSION
 void scan_groups(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
                  const float* xc, std::int32_t g_new, const unsigned char* scan, float* min_d,
-                 std::int32_t* group, ArgMax* best, std::int64_t* count, std::int64_t* rows) {
+                 std::int32_t* group, const float* dac2, ArgMax* best, std::int64_t* count,
+                 std::int64_t* rows) {
   std::int64_t nr = 0;
   for (std::int64_t i = begin; i < end; ++i) {
-    rows[nr] = i;
-    nr += scan[group[i]] != 0;  // centres sit in a group that is never scanned
+    const std::int32_t g = group[i];
+    if (!scan[g]) continue;  // centres sit in a group that is never scanned
+    const float m = min_d[i];
+    // The same test point by point: p is unaffected when d(a, c) >= 2 d(p, a); its row need not
+    // be read, it stays in its group.
+    if (kcenter_ops::group_unaffected(dac2[g], m)) {
+      ++count[g];
+      if (kcenter_ops::beats(ArgMax{m, i}, best[g])) best[g] = ArgMax{m, i};
+    } else {
+      rows[nr++] = i;
+    }
   }
   constexpr std::int64_t kAhead = 4;
   const std::int64_t row_bytes = d * static_cast<std::int64_t>(sizeof(float));
@@ -212,9 +226,9 @@ void init_labeled(const float* x, std::int64_t n, std::int64_t d, const std::int
 
 // ---------------------------------------------------------------- unpruned
 
-double run_unpruned(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-                    std::int64_t n_labeled, std::int64_t budget, std::int64_t* out,
-                    std::vector<float>& min_d, bool want_radius) {
+double run_unpruned(const float* x, std::int64_t n, std::int64_t d, std::int64_t n_labeled,
+                    std::int64_t budget, std::int64_t* out, std::vector<float>& min_d,
+                    bool want_radius) {
   ArgMax best;
   if (n_labeled > 0) {
     best = parallel_argmax(n, [&](std::int64_t b, std::int64_t e) {
@@ -223,7 +237,6 @@ double run_unpruned(const float* x, std::int64_t n, std::int64_t d, const std::i
   } else {
     best = farthest_from_mean(x, n, d);
   }
-  (void)labeled;
   for (std::int64_t t = 0; t < budget; ++t) {
     const std::int64_t c = best.index;
     out[t] = c;
@@ -252,6 +265,7 @@ class PrunedState {
               std::vector<float>& min_d)
       : x_(x), n_(n), d_(d), min_d_(min_d), group_(static_cast<std::size_t>(n), 0),
         scan_(static_cast<std::size_t>(max_groups), 0),
+        dac2_(static_cast<std::size_t>(max_groups), -1.0f),
         nthreads_(omp_get_max_threads()),
         tbest_(static_cast<std::size_t>(nthreads_ * max_groups), argmax_none()),
         tcount_(static_cast<std::size_t>(nthreads_ * max_groups), 0),
@@ -310,9 +324,14 @@ class PrunedState {
       const ArgMax& b = best_[static_cast<std::size_t>(g)];
       const std::int64_t a = centre_[static_cast<std::size_t>(g)];
       bool scan = b.index >= 0;  // empty groups have nothing to update
-      if (scan && a >= 0 && g != g_of_c)
-        scan = !kcenter_ops::group_unaffected(sq_dist(x_ + a * d_, xc, d_), b.value);
+      float dac2 = -1.0f;        // no centre: no point can be skipped
+      if (scan && a >= 0) {
+        dac2 = sq_dist(x_ + a * d_, xc, d_);
+        // c's own group is always swept: its arg-max (c) has to be replaced.
+        if (g != g_of_c) scan = !kcenter_ops::group_unaffected(dac2, b.value);
+      }
       scan_[static_cast<std::size_t>(g)] = scan ? 1 : 0;
+      dac2_[static_cast<std::size_t>(g)] = dac2;
     }
     scanned_.clear();
     for (std::int64_t g = 0; g < ng; ++g)
@@ -356,8 +375,8 @@ class PrunedState {
       std::int64_t* tc = tcount_.data() + tid * mg;
       const std::int64_t b = blk * kRows, e = std::min(n, b + kRows);
       if (xc) {
-        scan_groups(x, d, b, e, xc, g_new, scan_.data(), min_d_.data(), group_.data(), tb, tc,
-                    rows_.data() + tid * kRows);
+        scan_groups(x, d, b, e, xc, g_new, scan_.data(), min_d_.data(), group_.data(),
+                    dac2_.data(), tb, tc, rows_.data() + tid * kRows);
       } else {
         for (std::int64_t i = b; i < e; ++i) {
           const float m = min_d_[static_cast<std::size_t>(i)];
@@ -390,6 +409,7 @@ class PrunedState {
   std::vector<float>& min_d_;
   std::vector<std::int32_t> group_;       // group of each point (meaningless for centres)
   std::vector<unsigned char> scan_;       // per group: scanned in the current sweep
+  std::vector<float> dac2_;               // per group: squared distance centre - c (-1: none)
   std::int64_t nthreads_;
   std::vector<ArgMax> tbest_;             // per thread x group arg-maxes of the current sweep
   std::vector<std::int64_t> tcount_;      // per thread x group member counts of the sweep
@@ -406,7 +426,7 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
                   std::vector<float>& min_d, const std::vector<std::int64_t>& nearest,
                   bool want_radius) {
   if (n_labeled + budget + 2 >= std::numeric_limits<std::int32_t>::max())
-    return run_unpruned(x, n, d, labeled, n_labeled, budget, out, min_d, want_radius);
+    return run_unpruned(x, n, d, n_labeled, budget, out, min_d, want_radius);
   // Groups: one per labeled point and pick, the initial one without labels, the centres' one.
   PrunedState st(x, n, d, n_labeled + budget + 2, min_d);
   ArgMax best;
@@ -455,7 +475,7 @@ double kcenter(const float* features, std::int64_t n, std::int64_t d, const std:
   if (opts.prune)
     return run_pruned(features, n, d, labeled, n_labeled, budget, out, min_d, nearest,
                       opts.want_radius);
-  return run_unpruned(features, n, d, labeled, n_labeled, budget, out, min_d, opts.want_radius);
+  return run_unpruned(features, n, d, n_labeled, budget, out, min_d, opts.want_radius);
 }
 
 }  // namespace dalcore::cpu
