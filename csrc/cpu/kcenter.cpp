@@ -135,13 +135,14 @@ void scan_groups(const float* x, std::int64_t d, std::int64_t begin, std::int64_
       rows[nr++] = i;
     }
   }
-  constexpr std::int64_t kAhead = 4;
+  // Nearly every row of the block to read: the hardware prefetcher does the job.
+  const std::int64_t kAhead = 4 * nr > 3 * (end - begin) ? 0 : 4;
   const std::int64_t row_bytes = d * static_cast<std::int64_t>(sizeof(float));
   for (std::int64_t k = 0; k < std::min(kAhead, nr); ++k)
     for (std::int64_t off = 0; off < row_bytes; off += 64)
       __builtin_prefetch(reinterpret_cast<const char*>(x + rows[k] * d) + off);
   for (std::int64_t k = 0; k < nr; ++k) {
-    if (k + kAhead < nr) {
+    if (kAhead > 0 && k + kAhead < nr) {
       const char* next = reinterpret_cast<const char*>(x + rows[k + kAhead] * d);
       for (std::int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off);
     }
