@@ -256,3 +256,22 @@ def test_reference_check_rejects_non_greedy_picks(rng):
         check_greedy(x, picks[::-1].copy())
     with pytest.raises(AssertionError):
         check_greedy(x, np.arange(10, dtype=np.int64))
+
+
+def test_picks_do_not_depend_on_thread_count(rng):
+    from dalcore import _core
+
+    x = clustered(rng, n=20_000, d=8)  # several chunks per pass
+    lab = rng.choice(20_000, 30, replace=False)
+    ref = {p: dalcore.kcenter(x, 80, lab, _prune=p) for p in (True, False)}
+    threads = _core.build_info()["threads"]
+    try:
+        _core.set_num_threads(1)
+        for p in (True, False):
+            np.testing.assert_array_equal(dalcore.kcenter(x, 80, lab, _prune=p), ref[p])
+        _core.set_num_threads(3)
+        for p in (True, False):
+            np.testing.assert_array_equal(dalcore.kcenter(x, 80, lab, _prune=p), ref[p])
+    finally:
+        _core.set_num_threads(threads)
+    np.testing.assert_array_equal(ref[True], ref[False])
