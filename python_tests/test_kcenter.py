@@ -275,3 +275,14 @@ def test_picks_do_not_depend_on_thread_count(rng):
     finally:
         _core.set_num_threads(threads)
     np.testing.assert_array_equal(ref[True], ref[False])
+
+
+def test_pruned_path_on_data_it_cannot_prune(rng):
+    # Isotropic, high-dimensional: the triangle inequality skips nothing and the pruned path
+    # hands over to the plain pass after a while; the picks must stay the same and greedy.
+    x = gaussian(rng, n=2000, d=256)
+    lab = rng.choice(2000, 10, replace=False)
+    picks, radius = dalcore.kcenter(x, 100, lab, return_radius=True)
+    np.testing.assert_array_equal(picks, dalcore.kcenter(x, 100, lab, _prune=False))
+    md = check_greedy(x, picks, lab)
+    assert radius == pytest.approx(np.sqrt(md.max()), rel=REL)

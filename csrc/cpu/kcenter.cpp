@@ -113,11 +113,11 @@ void labeled_rows(const float* x, std::int64_t d, std::int64_t begin, std::int64
 // Rows [begin, end) of the pruned pass: only rows whose group is flagged in `scan` are read.
 // A row that gets closer to c moves to group g_new. best[g] collects the arg-max of the rows of
 // group g seen here and count[g] their number (this thread's slots; only flagged groups and
-// g_new are written). `rows` is scratch for end - begin indices: the rows to read are listed
+// g_new are written). Returns the number of rows read. `rows` is scratch for end - begin indices: the rows to read are listed
 // first, then read with software prefetch a few rows ahead (skipping rows defeats the hardware
 // prefetcher).
 DALCORE_MULTIVERSION
-void scan_groups(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
+std::int64_t scan_groups(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
                  const float* xc, std::int32_t g_new, const unsigned char* scan, float* min_d,
                  std::int32_t* group, const float* dac2, ArgMax* best, std::int64_t* count,
                  std::int64_t* rows) {
@@ -161,6 +161,7 @@ void scan_groups(const float* x, std::int64_t d, std::int64_t begin, std::int64_
       if (kcenter_ops::beats(ArgMax{m, i}, best[g])) best[g] = ArgMax{m, i};
     }
   }
+  return nr;
 }
 
 // ---------------------------------------------------------------- parallel helpers
@@ -271,6 +272,7 @@ class PrunedState {
         tbest_(static_cast<std::size_t>(nthreads_ * max_groups), argmax_none()),
         tcount_(static_cast<std::size_t>(nthreads_ * max_groups), 0),
         rows_(static_cast<std::size_t>(nthreads_ * kRows)),
+        read_(static_cast<std::size_t>(nthreads_), 0),
         centre_group_(static_cast<std::int32_t>(max_groups - 1)) {
     centre_.reserve(static_cast<std::size_t>(max_groups));
     best_.reserve(static_cast<std::size_t>(max_groups));
@@ -299,6 +301,13 @@ class PrunedState {
     // Marks the group as non-empty (scanned by the first centre, which moves every point out).
     best_.assign(1, ArgMax{kInf, 0});
     size_.assign(1, n_);
+  }
+
+  // Rows whose features the last add_centre read.
+  std::int64_t rows_read() const {
+    std::int64_t r = 0;
+    for (const std::int64_t v : read_) r += v;
+    return r;
   }
 
   ArgMax global_best(std::int64_t* group) const {
@@ -334,6 +343,7 @@ class PrunedState {
       scan_[static_cast<std::size_t>(g)] = scan ? 1 : 0;
       dac2_[static_cast<std::size_t>(g)] = dac2;
     }
+    std::fill(read_.begin(), read_.end(), 0);
     scanned_.clear();
     for (std::int64_t g = 0; g < ng; ++g)
       if (scan_[static_cast<std::size_t>(g)]) scanned_.push_back(static_cast<std::int32_t>(g));
@@ -376,8 +386,9 @@ class PrunedState {
       std::int64_t* tc = tcount_.data() + tid * mg;
       const std::int64_t b = blk * kRows, e = std::min(n, b + kRows);
       if (xc) {
-        scan_groups(x, d, b, e, xc, g_new, scan_.data(), min_d_.data(), group_.data(),
-                    dac2_.data(), tb, tc, rows_.data() + tid * kRows);
+        read_[static_cast<std::size_t>(tid)] +=
+            scan_groups(x, d, b, e, xc, g_new, scan_.data(), min_d_.data(), group_.data(),
+                        dac2_.data(), tb, tc, rows_.data() + tid * kRows);
       } else {
         for (std::int64_t i = b; i < e; ++i) {
           const float m = min_d_[static_cast<std::size_t>(i)];
@@ -416,6 +427,7 @@ class PrunedState {
   std::vector<std::int64_t> tcount_;      // per thread x group member counts of the sweep
   std::vector<std::int64_t> size_;        // number of (non-centre) points in each group
   std::vector<std::int64_t> rows_;        // per thread: rows of a block to read
+  std::vector<std::int64_t> read_;        // per thread: rows read in the current sweep
   std::int32_t centre_group_;             // the group id of centres: never scanned
   std::vector<std::int64_t> centre_;      // point index of each group's centre (-1: none)
   std::vector<ArgMax> best_;              // arg-max of min_d within each group
@@ -440,13 +452,28 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
     best = farthest_from_mean(x, n, d);
     group = -1;
   }
+  // Where the triangle inequality keeps failing (e.g. isotropic data in high dimension) the
+  // bookkeeping only costs: after kDenseStreak picks in a row that read nearly every row, the
+  // remaining picks use the plain pass. min_d is the same in both, so are the picks.
+  constexpr std::int64_t kMinPicks = 32, kDenseStreak = 16;
+  std::int64_t streak = 0;
+  bool dense = false;
   for (std::int64_t t = 0; t < budget; ++t) {
     const std::int64_t c = best.index;
     out[t] = c;
-    if (t + 1 < budget || want_radius) {
-      st.add_centre(c, group);
-      best = st.global_best(&group);
+    if (t + 1 >= budget && !want_radius) break;
+    if (dense) {
+      min_d[static_cast<std::size_t>(c)] = kCenter;
+      best = parallel_argmax(n, [&](std::int64_t b, std::int64_t e) {
+        return scan_rows(x, d, b, e, c, min_d.data());
+      });
+      continue;
     }
+    st.add_centre(c, group);
+    best = st.global_best(&group);
+    const std::int64_t candidates = n - n_labeled - (t + 1);
+    streak = 10 * st.rows_read() >= 9 * candidates ? streak + 1 : 0;
+    dense = t + 1 >= kMinPicks && streak >= kDenseStreak;
   }
   if (!want_radius) return -1.0;
   return best.index >= 0 ? std::sqrt(static_cast<double>(std::max(best.value, 0.0f))) : 0.0;
