@@ -1,7 +1,60 @@
-// Public C++ API of kcenter (CPU: dalcore::cpu, CUDA/Thrust path: dalcore::gpu).
-// Placeholder: the kcenter issue fills this in.
+// Greedy k-center (farthest-first traversal; Gonzalez 1985, the core-set of Sener & Savarese 2018).
+//
+// Given N points (rows of a row-major N x d float32 matrix), the indices `labeled` and a budget,
+// pick `budget` points one at a time, each maximising the Euclidean distance to the nearest of
+// the labeled points and the picks so far; ties go to the lowest index. With nothing labeled the
+// first pick is the point farthest from the mean. Picks are written, in order, to out[0..budget).
+// Memory beyond the features is O(N): no N x N or N x budget matrix is ever formed.
 #pragma once
 
 #include <cstdint>
 
-namespace dalcore {}
+#include "dalcore/status.h"
+
+namespace dalcore {
+
+// Checks that need no data: n >= 1, d >= 1, 0 <= n_labeled < n, 1 <= budget <= n - n_labeled.
+// Throws InvalidArgument naming the argument.
+inline void check_kcenter_sizes(std::int64_t n, std::int64_t d, std::int64_t n_labeled,
+                                std::int64_t budget) {
+  require(n >= 1, "features: expected at least one row, got ", n);
+  require(d >= 1, "features: expected at least one column, got ", d);
+  require(n_labeled >= 0 && n_labeled <= n, "labeled: expected at most ", n,
+          " indices (number of points), got ", n_labeled);
+  require(n_labeled < n, "labeled: all ", n, " points are labeled, no unlabeled point to pick");
+  require(budget >= 1, "budget: expected an integer >= 1, got ", budget);
+  require(budget <= n - n_labeled, "budget: expected at most ", n - n_labeled,
+          " (the number of unlabeled points), got ", budget);
+}
+
+namespace cpu {
+
+struct KCenterOptions {
+  // Skip, by the triangle inequality, the groups of points (by nearest centre) that the new
+  // centre cannot affect. Same picks as the unpruned pass; false = one full pass per pick.
+  bool prune = true;
+  // Also compute the covering radius after the last pick (one more pass).
+  bool want_radius = false;
+};
+
+// CPU kernel (OpenMP). Also validates `labeled` (range, duplicates). Returns the covering radius
+// (max over all points of the distance to the nearest labeled point or pick) when
+// opts.want_radius, else -1.
+double kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
+               std::int64_t n_labeled, std::int64_t budget, std::int64_t* out,
+               const KCenterOptions& opts = {});
+
+}  // namespace cpu
+
+namespace gpu {
+
+// The GPU path (Thrust; on CUDA: device pointers and the caller's stream, no host
+// synchronisation; in _core_omp: host pointers). `labeled` must be valid (checked by the caller:
+// it lives on the device). `radius` (one float on the device) receives the covering radius when
+// not null. Results equal the CPU kernel's within float32 rounding (the unpruned algorithm).
+void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
+             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, float* radius,
+             std::uintptr_t stream);
+
+}  // namespace gpu
+}  // namespace dalcore

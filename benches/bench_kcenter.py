@@ -1,0 +1,288 @@
+"""Greedy k-center: dalcore (pruned and unpruned) against the usual Python implementations.
+
+Peers, all exact greedy farthest-first from the same labeled set:
+  numpy   float32 loop, one GEMV per pick (|x|^2 + |c|^2 - 2 X c, then minimum, argmax)
+  sklearn pairwise_distances to the new centre per pick, as google/active-learning's
+          kcenter_greedy.py (core-set) does (float32 in: sklearn upcasts in blocks)
+  scipy   scipy.spatial.distance_matrix to the new centre per pick, as in the original paper's
+          code
+  torch   the GEMV loop in torch on the CPU (and on CUDA where present)
+
+One process; each time is the median of --repeats runs. Slow peers (--extrapolate, default
+sklearn and scipy) run only --peer-picks picks: their labeled-set initialisation and those picks
+are timed once and the per-pick time is extrapolated to the budget (marked "~" in the table).
+Memory bandwidth is measured in the same run (benches/_common.py); "GB/s" is the bytes one full
+pass reads (N x d x 4 + the min-distance vector) divided by the time per pick, "%bw" that
+against the measured parallel read bandwidth. The pruned path skips rows, so its "effective"
+GB/s can exceed the machine's bandwidth.
+
+Data: --data clustered (default): a mixture of 50 Gaussian clusters on an 8-dimensional subspace
+plus small isotropic noise, like the class-clustered, low-intrinsic-dimension features of a
+trained network; --data gaussian: isotropic Gaussian, the worst case for pruning (in high
+dimension all distances concentrate and the triangle inequality prunes nothing).
+
+  python benches/bench_kcenter.py --quick
+  python benches/bench_kcenter.py --sizes 50000x128x1000,200000x128x1000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from functools import partial
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import fmt_table, median_time, parallel_memory_bandwidth  # noqa: E402
+
+import dalcore  # noqa: E402
+
+N_LABELED = 100
+
+
+def make_data(n: int, d: int, kind: str, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        return rng.standard_normal((n, d), dtype=np.float32)
+    k, r = 50, 8
+    centres = rng.standard_normal((k, r)) * 4.0
+    z = centres[rng.integers(0, k, n)] + rng.standard_normal((n, r))
+    basis = np.linalg.qr(rng.standard_normal((d, r)))[0].T  # r orthonormal rows
+    x = z @ basis + 0.05 * rng.standard_normal((n, d))
+    return x.astype(np.float32)
+
+
+# ------------------------------------------------------------------ peers
+
+
+def numpy_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray, timed_picks=None):
+    t0 = time.perf_counter()
+    sq = np.einsum("ij,ij->i", x, x)
+    md = np.full(x.shape[0], np.inf, dtype=np.float32)
+    for s in range(0, len(labeled), 256):  # blocked GEMM against the labeled set
+        lab = labeled[s : s + 256]
+        d2 = sq[:, None] + sq[lab][None, :] - 2.0 * (x @ x[lab].T)
+        np.minimum(md, d2.min(axis=1), out=md)
+    md[labeled] = -1.0
+    t1 = time.perf_counter()
+    out = np.empty(budget, dtype=np.int64)
+    for t in range(budget if timed_picks is None else timed_picks):
+        c = int(np.argmax(md))
+        out[t] = c
+        d2 = sq + sq[c] - 2.0 * (x @ x[c])
+        np.minimum(md, d2, out=md)
+        md[c] = -1.0  # stays below every d2 (>= -rounding) from here on
+    if timed_picks is not None:
+        return t1 - t0, (time.perf_counter() - t1) / max(timed_picks, 1)
+    return out
+
+
+def _stepwise(init, step, x, budget, labeled, timed_picks=None):
+    """Greedy loop over a peer's (init, step) pair. With timed_picks: only that many picks, and
+    returns (init seconds, seconds per pick) instead of the picks."""
+    t0 = time.perf_counter()
+    md = init(x, labeled)
+    t1 = time.perf_counter()
+    out = []
+    for _ in range(budget if timed_picks is None else timed_picks):
+        c = int(np.argmax(md))
+        out.append(c)
+        md = step(x, md, c)
+    t2 = time.perf_counter()
+    if timed_picks is not None:
+        return t1 - t0, (t2 - t1) / max(timed_picks, 1)
+    return np.asarray(out, dtype=np.int64)
+
+
+# google/active-learning sampling_methods/kcenter_greedy.py: update_distances() with
+# sklearn.metrics.pairwise_distances, min over the new centre's distances each pick.
+def _sklearn_init(x, labeled):
+    from sklearn.metrics import pairwise_distances
+
+    return pairwise_distances(x, x[labeled], metric="euclidean").min(axis=1).reshape(-1, 1)
+
+
+def _sklearn_step(x, md, c):
+    from sklearn.metrics import pairwise_distances
+
+    return np.minimum(md, pairwise_distances(x, x[[c]], metric="euclidean"))
+
+
+def sklearn_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray, timed_picks=None):
+    return _stepwise(_sklearn_init, _sklearn_step, x, budget, labeled, timed_picks)
+
+
+# The original paper's code: scipy.spatial.distance_matrix to the new centre each pick.
+def _scipy_init(x, labeled):
+    from scipy.spatial import distance_matrix
+
+    return distance_matrix(x, x[labeled]).min(axis=1)
+
+
+def _scipy_step(x, md, c):
+    from scipy.spatial import distance_matrix
+
+    return np.minimum(md, distance_matrix(x, x[[c]]).ravel())
+
+
+def scipy_kcenter(x: np.ndarray, budget: int, labeled: np.ndarray, timed_picks=None):
+    return _stepwise(_scipy_init, _scipy_step, x, budget, labeled, timed_picks)
+
+
+def torch_kcenter(x, budget: int, labeled, timed_picks=None):
+    import torch
+
+    t0 = time.perf_counter()
+    sq = (x * x).sum(1)
+    md = torch.full((x.shape[0],), float("inf"), device=x.device)
+    for s in range(0, len(labeled), 256):
+        lab = labeled[s : s + 256]
+        d2 = sq[:, None] + sq[lab][None, :] - 2.0 * (x @ x[lab].T)
+        md = torch.minimum(md, d2.min(dim=1).values)
+    md[labeled] = -1.0
+    out = torch.empty(budget, dtype=torch.int64, device=x.device)
+    on_cpu = x.device.type == "cpu"
+    if not on_cpu:
+        torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    for t in range(budget if timed_picks is None else timed_picks):
+        c = torch.argmax(md)
+        if on_cpu:
+            c = int(c)  # cheap on the CPU; on CUDA the index stays on the device
+        out[t] = c
+        d2 = torch.addmv(sq + sq[c], x, x[c], alpha=-2.0)
+        torch.minimum(md, d2, out=md)
+        md[c] = -1.0
+    if timed_picks is not None:
+        if not on_cpu:
+            torch.cuda.synchronize()
+        return t1 - t0, (time.perf_counter() - t1) / max(timed_picks, 1)
+    return out
+
+
+# ------------------------------------------------------------------ driver
+
+
+def run_synchronized(torch, fn, *args):
+    fn(*args)
+    torch.cuda.synchronize()
+
+
+def timed_extrapolated(fn, x, budget, labeled, picks):
+    """(seconds for the budget, extrapolated?): the labeled-set initialisation timed once and the
+    per-pick time (median over `picks` picks' mean) scaled to the budget."""
+    if picks >= budget:
+        t0 = time.perf_counter()
+        fn(x, budget, labeled)
+        return time.perf_counter() - t0, False
+    t_init, per_pick = fn(x, budget, labeled, timed_picks=picks)
+    return t_init + per_pick * budget, True
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, 1 repeat: a smoke run")
+    ap.add_argument("--sizes", default=None,
+                    help="comma-separated NxDxBUDGET (default: the full grid N in 10k,50k,200k; "
+                    "d in 128,512; budget in 100,1000)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--peer-picks", type=int, default=20,
+                    help="picks timed for the --extrapolate peers, then scaled to the budget")
+    ap.add_argument("--extrapolate", default="sklearn,scipy",
+                    help="peers timed on --peer-picks picks and extrapolated (any of the peers)")
+    ap.add_argument("--peers", default="numpy,sklearn,scipy,torch",
+                    help="comma-separated subset of numpy,sklearn,scipy,torch")
+    ap.add_argument("--data", choices=["clustered", "gaussian"], default="clustered")
+    ap.add_argument("--threads", type=int, default=None, help="threads for every library")
+    args = ap.parse_args(argv)
+
+    if args.quick:
+        sizes = [(10_000, 128, 100), (20_000, 128, 200)]
+        args.repeats = 1
+        args.peer_picks = 5
+    elif args.sizes:
+        sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    else:
+        sizes = [(n, d, b) for n in (10_000, 50_000, 200_000) for d in (128, 512)
+                 for b in (100, 1000)]
+    peers = [p for p in args.peers.split(",") if p]
+    extrapolated = {p for p in args.extrapolate.split(",") if p}
+
+    torch = None
+    if "torch" in peers:
+        try:
+            import torch
+        except ImportError:
+            peers.remove("torch")
+    if args.threads:
+        dalcore._core.set_num_threads(args.threads)
+        if torch is not None:
+            torch.set_num_threads(args.threads)
+    cuda = torch is not None and torch.cuda.is_available()
+
+    bw = parallel_memory_bandwidth()
+    info = dalcore.build_info()
+    print(f"# kcenter bench: {os.cpu_count()} CPUs, dalcore threads {info['threads']}, "
+          f"SIMD {info['simd']}, torch threads {torch.get_num_threads() if torch else '-'}; "
+          f"measured read bandwidth {bw / 1e9:.1f} GB/s; data={args.data}; "
+          f"{N_LABELED} labeled; median of {args.repeats}")
+
+    header = ["N", "d", "budget", "ours pruned s", "ours unpruned s", "unpruned ms/pick",
+              "unpruned GB/s", "%bw", "pruned eff. GB/s"]
+    header += [f"{p} s" for p in peers] + ([("torch-cuda s")] if cuda else [])
+    header += ["unpruned/pruned"] + [f"{p}/ours" for p in peers]
+    rows = []
+    for n, d, budget in sizes:
+        x = make_data(n, d, args.data)
+        labeled = np.random.default_rng(1).choice(n, N_LABELED, replace=False).astype(np.int64)
+        t_pr = median_time(partial(dalcore.kcenter, x, budget, labeled), args.repeats)
+        t_un = median_time(partial(dalcore.kcenter, x, budget, labeled, _prune=False),
+                           args.repeats)
+        bytes_pass = n * d * 4 + n * 4 * 2
+        per_pick = t_un / budget
+        row = [n, d, budget, t_pr, t_un, per_pick * 1e3, bytes_pass / per_pick / 1e9,
+               f"{100 * bytes_pass / per_pick / bw:.0f}%",
+               bytes_pass / (t_pr / budget) / 1e9]
+        best = min(t_pr, t_un)
+        times = {}
+        fns = {"numpy": numpy_kcenter, "sklearn": sklearn_kcenter, "scipy": scipy_kcenter,
+               "torch": torch_kcenter}
+        for p in peers:
+            xp, lp = (torch.from_numpy(x), torch.from_numpy(labeled)) if p == "torch" else (
+                x, labeled)
+            if p in extrapolated:
+                times[p] = timed_extrapolated(fns[p], xp, budget, lp, args.peer_picks)
+            else:
+                times[p] = (median_time(partial(fns[p], xp, budget, lp), args.repeats), False)
+        for p in peers:
+            t, ex = times[p]
+            row.append(f"~{t:.4g}" if ex else t)
+        if cuda:
+            xc, lc = torch.from_numpy(x).cuda(), torch.from_numpy(labeled).cuda()
+            row.append(median_time(partial(run_synchronized, torch, torch_kcenter, xc, budget, lc),
+                                   args.repeats))
+        row.append(f"{t_un / t_pr:.2f}x")
+        for p in peers:
+            row.append(f"{times[p][0] / best:.1f}x")
+        rows.append(row)
+        print(fmt_table(header, [row]).splitlines()[-1], flush=True)
+
+    print()
+    print(fmt_table(header, rows))
+    if extrapolated & set(peers):
+        print(f"\n~ = extrapolated: labeled-set initialisation timed once, then "
+              f"{args.peer_picks} picks timed and scaled to the budget.")
+    print("ratios: peer time / our faster path (higher = we are faster); "
+          "unpruned/pruned = speed-up of pruning.")
+    if cuda:
+        xc = torch.from_numpy(make_data(sizes[-1][0], sizes[-1][1], args.data)).cuda()
+        t_ours = median_time(partial(run_synchronized, torch, dalcore.kcenter, xc, sizes[-1][2],
+                                     torch.arange(N_LABELED, device="cuda")), args.repeats)
+        print(f"ours on CUDA, last size: {t_ours:.4g} s")
+
+
+if __name__ == "__main__":
+    main()
