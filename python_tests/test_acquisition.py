@@ -101,19 +101,12 @@ def check_valid(ctx: AcquisitionContext, picks: np.ndarray, budget: int) -> None
     assert np.isin(picks, ctx.pool).all() and not np.isin(picks, ctx.labeled).any()
 
 
-def run_kcenter_or_skip(fn):
-    try:
-        return fn()
-    except NotImplementedError:
-        pytest.skip("dalcore.kcenter not merged into this branch yet")
-
-
 @pytest.mark.parametrize("name", ["random", "uncertainty", "coreset", "ceal"])
 @pytest.mark.parametrize("budget", [1, 17])
 def test_every_strategy_returns_budget_distinct_pool_indices(
         name: str, budget: int, rng: np.random.Generator) -> None:
     ctx = make_ctx(rng)
-    sel = run_kcenter_or_skip(lambda: get_strategy(name)(ctx, budget))
+    sel = get_strategy(name)(ctx, budget)
     check_valid(ctx, sel.indices, budget)
 
 
@@ -127,7 +120,7 @@ def test_budget_errors(name: str, rng: np.random.Generator) -> None:
         strategy(ctx, 0)
     with pytest.raises(TypeError, match="budget"):
         strategy(ctx, 2.0)
-    sel = run_kcenter_or_skip(lambda: strategy(ctx, 10))  # the whole pool
+    sel = strategy(ctx, 10)  # the whole pool
     np.testing.assert_array_equal(np.sort(sel.indices), ctx.pool)
 
 
@@ -175,7 +168,7 @@ def test_probs_features_cached_and_correct(rng: np.random.Generator) -> None:
     assert calls == math.ceil(300 / 64)  # one pass over labeled + pool
     STRATEGIES["uncertainty"](ctx, 5)
     STRATEGIES["ceal"](ctx, 5)
-    run_kcenter_or_skip(lambda: STRATEGIES["coreset"](ctx, 5))
+    STRATEGIES["coreset"](ctx, 5)
     assert ctx.model.calls == calls
     with pytest.raises(ValueError, match="idx"):
         ctx.probs(np.array([300]))
@@ -230,7 +223,7 @@ def test_uncertainty_with_convnet_on_digits() -> None:
 def test_coreset_matches_numpy_greedy_kcenter(n_lab: int, rng: np.random.Generator) -> None:
     ctx = make_ctx(rng, n=250, n_lab=n_lab)
     budget = 15
-    sel = run_kcenter_or_skip(lambda: STRATEGIES["coreset"](ctx, budget))
+    sel = STRATEGIES["coreset"](ctx, budget)
     order = np.concatenate([ctx.labeled, ctx.pool])
     feats = ctx.features(order)
     ref = order[ref_kcenter(feats, budget, np.arange(n_lab))]
