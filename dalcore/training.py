@@ -371,7 +371,13 @@ def train_model(
             else:
                 m = base_idx.size
                 iters = -(-m // cfg.batch_size)
-                order = torch.randperm(m, generator=gen).to(device)
+                order = torch.randperm(m, generator=gen)
+                short = iters * cfg.batch_size - m
+                if m > cfg.batch_size and short > 0:
+                    # Every batch is full: the last one is topped up from the start of the
+                    # pass, so BatchNorm never sees a batch of a handful of images.
+                    order = torch.cat([order, order[:short]])
+                order = order.to(device)
                 for it in range(iters):
                     sel = order[it * cfg.batch_size:(it + 1) * cfg.batch_size]
                     yb, wb = base_y[sel], base_w[sel]
