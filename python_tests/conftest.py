@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+
+# Test the installed package when the source tree holds no built extension: `python -m pytest`
+# from the repository root puts the root first on sys.path, where `dalcore/` has no `_core`.
+# Drop it, and keep child processes (`python -m dalcore ...`) from adding their cwd back.
+_ROOT = Path(__file__).resolve().parents[1]
+if not any((_ROOT / "dalcore").glob("_core.*")):
+    sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != _ROOT]
+    os.environ["PYTHONSAFEPATH"] = "1"
 
 # Before any OpenMP runtime starts: idle threads sleep instead of spinning, so that the core's
 # OpenMP, torch's and the test process do not starve each other on a small machine.

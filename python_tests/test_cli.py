@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from _run_helpers import SEMI_KERNELS_READY, read_rows, tiny_args
 
+import dalcore
 from dalcore.cli import main
 from dalcore.experiment import PRETRAIN_MODULE, SEMI_MODULE, _module_available
 
-REPO = Path(__file__).resolve().parents[1]
+# Children import the same dalcore as this process (the source tree or the installed package).
+REPO = Path(dalcore.__file__).resolve().parents[1]
 
 
 def _one_error_line(capsys, *needles: str) -> str:

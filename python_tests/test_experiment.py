@@ -194,7 +194,9 @@ def test_resume_after_kill_9(reference_run: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parents[1]
+    import dalcore
+
+    repo = Path(dalcore.__file__).resolve().parents[1]  # the dalcore this process tests
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "dalcore", *tiny_args(out, repeats=2)]
     env = dict(os.environ, PYTHONPATH=str(repo), **{CRASH_ENV: "2:kill"})
