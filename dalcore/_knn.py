@@ -119,11 +119,14 @@ def _from_index_search(x: Any, values: Any, indices: Any, k: int, metric: str, l
     values, indices = _order_rows(values, indices, metric, lib)
     if indices.shape[1] > k:
         tied = values[:, k - 1] == values[:, k]
+        found = indices
         values, indices = values[:, :k], indices[:, :k]
         if lib is np:
             rows = np.nonzero(tied)[0]
-            if rows.size:
-                values[rows], indices[rows] = _numpy_rows(x, rows, k, metric)
+            step = _block_rows(x.shape[0])
+            for lo in range(0, rows.size, step):  # blocks: (rows x N) scores stay bounded
+                r = rows[lo : lo + step]
+                values[r], indices[r] = _numpy_rows(x, r, k, metric, found[r])
         elif bool(tied.any()):
             rows = tied.nonzero().squeeze(1)
             values[rows], indices[rows] = _torch_rows(x, rows, k, metric)
@@ -162,12 +165,27 @@ def _block_rows(n: int) -> int:
     return max(1, min(n, _BLOCK_ELEMENTS // n))
 
 
-def _topk_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """k largest per row of ``scores`` (b, N), ties to the lowest column, best first."""
-    b = scores.shape[0]
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
-    rows, cols = np.nonzero(scores >= kth[:, None])  # >= k candidates per row, cols ascending
-    vals = scores[rows, cols]
+def _topk_numpy(
+    scores: np.ndarray, k: int, hint: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """k largest per row of ``scores`` (b, N), ties to the lowest column, best first.
+
+    ``hint`` (b, m >= k): distinct columns per row, none of them -inf (an index's answer). The
+    k-th largest of their scores bounds the row's k-th value from below, so only the entries
+    at or above it (few, unless nearly all tie) are sorted, and no row-wide selection is needed.
+    """
+    b, n = scores.shape
+    if hint is not None:
+        m = hint.shape[1]
+        lb = np.partition(np.take_along_axis(scores, hint, 1), m - k, axis=1)[:, m - k]
+        if m > 1:  # a repeated column could lift the bound above the k-th value: no bound there
+            h = np.sort(hint, axis=1)
+            lb[np.any(h[:, 1:] == h[:, :-1], axis=1) | (h[:, 0] < 0)] = -np.inf
+    else:
+        lb = np.partition(scores, n - k, axis=1)[:, n - k]  # the k-th largest
+    flat = np.flatnonzero(scores >= lb[:, None])  # >= k candidates per row, cols ascending
+    rows, cols = np.divmod(flat, n)
+    vals = scores.ravel()[flat]
     order = np.lexsort((cols, -vals, rows))
     rows, cols, vals = rows[order], cols[order], vals[order]
     start = np.searchsorted(rows, np.arange(b))
@@ -175,14 +193,17 @@ def _topk_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return vals[take].reshape(b, k), cols[take].reshape(b, k)
 
 
-def _numpy_rows(x: np.ndarray, rows: np.ndarray, k: int, metric: str) -> tuple[Any, Any]:
-    """Exact k-NN of the points ``rows`` (a block) by a matrix product + top-k."""
+def _numpy_rows(
+    x: np.ndarray, rows: np.ndarray, k: int, metric: str, hint: np.ndarray | None = None
+) -> tuple[Any, Any]:
+    """Exact k-NN of the points ``rows`` (a block) by a matrix product + top-k; ``hint``: see
+    :func:`_topk_numpy` (columns an index returned for these rows, themselves excluded)."""
     s = x[rows] @ x.T
     if metric == "l2":  # score = -(squared distance)
         sq = np.einsum("ij,ij->i", x, x)
         s = 2.0 * s - sq[rows, None] - sq[None, :]
     s[np.arange(rows.size), rows] = -np.inf
-    v, i = _topk_numpy(s, k)
+    v, i = _topk_numpy(s, k, hint)
     return (np.maximum(-v, 0.0) if metric == "l2" else v), i
 
 

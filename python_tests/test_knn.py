@@ -94,6 +94,24 @@ def test_exact_ties_go_to_lowest_index(backend, rng, metric):
     )
 
 
+def test_tie_redo_bound_from_index_columns(rng):
+    # the exact redo of tied rows takes a lower bound on the k-th score from the columns the
+    # index returned; a hint that repeats a column (or holds -1) must not lift the bound
+    n_rows, n_cols, k = 30, 40, 7
+    scores = rng.permuted(np.tile(np.repeat(np.arange(20.0), 2), (n_rows, 1)), axis=1)
+    scores = scores.astype(np.float32)  # every value twice: ties at every rank
+    order = np.lexsort((np.tile(np.arange(n_cols), (n_rows, 1)), -scores), axis=1)
+    expected = order[:, :k]
+    good = order[:, : k + 1]
+    bad = good.copy()
+    bad[::2, 6:8] = good[::2, 0:2]  # repeats: the k-th largest of the hint is above the row's
+    bad[1::2, 6:8] = -1
+    for hint in (None, good, rng.permuted(good, axis=1), bad):
+        v, i = _knn._topk_numpy(scores, k, hint)
+        np.testing.assert_array_equal(i, expected)
+        np.testing.assert_array_equal(v, np.take_along_axis(scores, expected, 1))
+
+
 def test_more_duplicates_than_k(backend):
     # 6 copies of one point, k = 2: every copy lists the two lowest other copies
     x = np.vstack([np.ones((6, 3)), -np.arange(1.0, 13.0).reshape(4, 3)]).astype(np.float32)

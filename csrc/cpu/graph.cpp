@@ -8,8 +8,10 @@
 //    degree d_i -> d_i^-1/2; scan -> indptr.
 // 4. fill: the same merge writes indices and S_ij = w_ij d_i^-1/2 d_j^-1/2 (one output pass).
 // A transposition: each thread counts the targets of its block of rows, bucket offsets are
-// prefix sums over (target, thread), then each thread scatters its rows in order, so every
-// bucket receives its sources in increasing order (deterministic, no atomics).
+// prefix sums over (target, thread); then, in two streaming passes rather than one scatter into
+// n buckets (a cache miss per entry), each thread appends its rows' entries in order to their
+// partition (2^kPartShift consecutive buckets), and each partition is distributed into its
+// buckets, so every bucket receives its sources in increasing order (deterministic, no atomics).
 #include "dalcore/graph.h"
 
 #include <omp.h>
@@ -93,9 +95,29 @@ struct CsrRows {
 
 // Stable parallel counting transpose of n rows (entries with col == row are dropped). Returns
 // the first row holding an invalid entry (n when none; then `out` is not filled).
+// An entry on its way to bucket `to` (see transpose).
+struct Staged {
+  std::int32_t to, from;
+  float w;
+};
+// Target rows per partition of a transposition: 2^8 rows of ~k entries (~100 KB at k = 50) stay
+// in cache while their partition is distributed.
+constexpr int kPartShift = 8;
+
+// Transposition buffers: counts, partition cursors, staged entries.
+struct TransposeScratch {
+  raw_vector<std::int32_t> cnt;   // threads * n: per-thread bucket counts
+  raw_vector<std::int64_t> part;  // threads * partitions: per-thread cursor in each partition
+  raw_vector<Staged> stage;       // the entries grouped by partition
+};
+
 template <class Rows>
-std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out,
-                       raw_vector<std::int32_t>& cnt, int threads) {
+std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out, TransposeScratch& ts,
+                       int threads) {
+  raw_vector<std::int32_t>& cnt = ts.cnt;
+  const std::int64_t parts = ((n - 1) >> kPartShift) + 1;
+  ts.part.clear();
+  ts.part.resize(static_cast<std::size_t>(threads) * static_cast<std::size_t>(parts));
   cnt.clear();
   cnt.resize(static_cast<std::size_t>(threads) * static_cast<std::size_t>(n));
   out.off.clear();
@@ -142,15 +164,45 @@ std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out,
         const std::int64_t total = exclusive_scan(out.off.data(), n + 1);
         out.e.clear();  // keeps the capacity of a reused buffer, copies nothing
         out.e.resize(static_cast<std::size_t>(total));
+        ts.stage.clear();
+        ts.stage.resize(static_cast<std::size_t>(total));
       }
+      // Two streaming passes instead of one scatter into n buckets (a cache miss per entry):
+      // (a) each thread appends its entries, in row order, to their partition of 2^kPartShift
+      //     buckets (partition p occupies the range of its buckets; thread t's part of it
+      //     starts after the entries of the lower threads);
+      // (b) each partition is distributed into its buckets, in order: every bucket receives
+      //     its sources in increasing order.
       const std::int64_t* off = out.off.data();
-      detail::Entry* dst = out.e.data();
+      constexpr std::int64_t kPartRows = std::int64_t(1) << kPartShift;
+      std::int64_t* cur =
+          ts.part.data() + static_cast<std::size_t>(t) * static_cast<std::size_t>(parts);
+      for (std::int64_t p = 0; p < parts; ++p) {
+        const std::int64_t j0 = p << kPartShift, j1 = std::min(n, j0 + kPartRows);
+        std::int64_t at = off[j0];
+        for (std::int64_t j = j0; j < j1; ++j) at += c[j];  // entries of lower threads
+        cur[p] = at;
+      }
+      Staged* st = ts.stage.data();
       for (std::int64_t i = lo; i < hi; ++i)
         for (std::int64_t e = rows.begin(i); e < rows.end(i); ++e) {
           const std::int64_t j = rows.col(e);
           if (j == i) continue;
-          dst[off[j] + c[j]++] = detail::Entry{static_cast<std::int32_t>(i), rows.weight(e)};
+          st[cur[j >> kPartShift]++] =
+              Staged{static_cast<std::int32_t>(j), static_cast<std::int32_t>(i), rows.weight(e)};
         }
+#pragma omp barrier
+      std::vector<std::int64_t> pos(static_cast<std::size_t>(kPartRows));
+      detail::Entry* dst = out.e.data();
+#pragma omp for schedule(static)
+      for (std::int64_t p = 0; p < parts; ++p) {
+        const std::int64_t j0 = p << kPartShift, j1 = std::min(n, j0 + kPartRows);
+        for (std::int64_t j = j0; j < j1; ++j) pos[j - j0] = off[j];
+        for (std::int64_t e = off[j0]; e < off[j1]; ++e) {
+          const Staged x = st[e];
+          dst[pos[x.to - j0]++] = detail::Entry{x.from, x.w};
+        }
+      }
     }
   }
   return bad;
@@ -187,7 +239,7 @@ struct KnnGraphBuilder::State {
   Lists l;  // per row i: its own list, ascending, with a_ij
   raw_vector<std::int64_t> rowptr;  // n + 1: exclusive scan of the output row lengths
   raw_vector<double> dinv;          // n: d_i^-1/2 (0 for isolated rows)
-  raw_vector<std::int32_t> cnt;     // threads * n: per-thread bucket counts of a transposition
+  TransposeScratch tr;              // buffers of the transpositions
 
   template <class Emit>
   void row(std::int64_t i, Emit& emit) const {
@@ -221,7 +273,7 @@ KnnGraphBuilder::~KnnGraphBuilder() {
   const State& s = *st_;
   const std::size_t bytes = bytes_of(s.t.off) + bytes_of(s.t.e) + bytes_of(s.l.off) +
                             bytes_of(s.l.e) + bytes_of(s.rowptr) + bytes_of(s.dinv) +
-                            bytes_of(s.cnt);
+                            bytes_of(s.tr.cnt) + bytes_of(s.tr.part) + bytes_of(s.tr.stage);
   if (bytes > kMaxCachedBytes) return;
   std::lock_guard<std::mutex> lock(g_scratch_mutex);
   g_scratch = std::move(st_);
@@ -244,9 +296,9 @@ KnnGraphBuilder::KnnGraphBuilder(const KnnLists& lists, double gamma, GraphMode 
   constexpr std::int64_t kEntriesPerThread = std::int64_t(1) << 18;
   s.threads = static_cast<int>(std::max<std::int64_t>(
       1, std::min<std::int64_t>(omp_get_max_threads(), n * lists.k / kEntriesPerThread)));
-  const std::int64_t bad = transpose(n, InputRows{lists, gamma}, s.t, s.cnt, s.threads);
+  const std::int64_t bad = transpose(n, InputRows{lists, gamma}, s.t, s.tr, s.threads);
   if (bad < n) throw_bad_row(lists, bad);
-  transpose(n, CsrRows{s.t}, s.l, s.cnt, s.threads);
+  transpose(n, CsrRows{s.t}, s.l, s.tr, s.threads);
 
   s.rowptr.clear();
   s.rowptr.resize(static_cast<std::size_t>(n) + 1);
