@@ -597,7 +597,9 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
                     if cfg.pretrain and backbone is None:
                         backbone = _pretrained_backbone(
                             cfg, preset, width, data, device, out, rseed,
-                            dataclasses.replace(train_cfg, epochs=preset.pretrain_epochs),
+                            dataclasses.replace(train_cfg, epochs=preset.pretrain_epochs,
+                                                lr=preset.pretrain_lr,
+                                                batch_size=preset.pretrain_batch_size),
                         )
                     torch.manual_seed(derive_seed(rseed, "init", cycle))
                     model = ConvNet13(in_channels=int(data.x_train.shape[1]),
