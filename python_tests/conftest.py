@@ -53,3 +53,22 @@ def omp_core():
 def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     """A fresh generator per test, seeded from the test's name (reproducible, yet varied)."""
     return np.random.default_rng(abs(hash(request.node.nodeid)) % (2**32))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (small models; no oversubscription), restored after."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def digits16():
+    """The embedded digits at 16x16 (the cpu preset's input size)."""
+    from dalcore.data import load_dataset
+
+    return load_dataset("digits", image_size=16)

@@ -13,20 +13,7 @@ from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
 from dalcore.unsupervised import deepcluster as dc  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def digits16():
-    from dalcore.data import load_dataset
-
-    return load_dataset("digits", image_size=16)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_nmi_matches_sklearn(rng):

@@ -6,32 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lp_reference import ref_graph_dense, ref_knn
 
 from dalcore.acquisition import AcquisitionContext, get_strategy
 from dalcore.acquisition.jlp import jlp_select
-
-
-# --- float64 dense references ------------------------------------------------------------------
-def _ref_knn(x, k, *, metric="ip"):
-    x = np.asarray(x, dtype=np.float64)
-    s = x @ x.T
-    np.fill_diagonal(s, -np.inf)
-    idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(s, idx, 1).astype(np.float32), idx.astype(np.int64)
-
-
-def _ref_graph_dense(knn, *, gamma, mode):
-    s, idx = (np.asarray(a) for a in knn)
-    n = s.shape[0]
-    member = np.zeros((n, n), dtype=bool)
-    w = np.zeros((n, n))
-    rows = np.repeat(np.arange(n), idx.shape[1])
-    member[rows, idx.ravel()] = True
-    w[rows, idx.ravel()] = np.maximum(s.ravel().astype(np.float64), 0.0) ** gamma
-    w = np.where(member & member.T, w, 0.0) if mode == "reciprocal" else w + w.T
-    d = w.sum(axis=1)
-    dinv = np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)
-    return dinv[:, None] * w * dinv[None, :]
 
 
 def _ref_solve(S, seeds, alpha):
@@ -40,17 +18,12 @@ def _ref_solve(S, seeds, alpha):
     return np.linalg.solve(np.eye(S.shape[0]) - alpha * S, y)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _ref_jlp(x, seeds, budget, *, k, gamma, alpha, mode):
     """Greedy jLP with exact float64 dense solves."""
-    S = _ref_graph_dense(_ref_knn(x, k), gamma=gamma, mode=mode)
+    S = ref_graph_dense(ref_knn(x, k), gamma=gamma, mode=mode)
     is_seed = np.zeros(x.shape[0], dtype=bool)
     is_seed[seeds] = True
     picks, gaps = [], []

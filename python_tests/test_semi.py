@@ -7,34 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lp_reference import ref_graph_dense, ref_knn
 
 from dalcore.semi import label_propagation as lp
-
-
-# --- float64 dense references ------------------------------------------------------------------
-def _ref_knn(x, k, *, metric="ip"):
-    x = np.asarray(x, dtype=np.float64)
-    s = x @ x.T
-    np.fill_diagonal(s, -np.inf)
-    idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(s, idx, 1).astype(np.float32), idx.astype(np.int64)
-
-
-def _ref_graph_dense(knn, *, gamma, mode):
-    s, idx = (np.asarray(a) for a in knn)
-    n = s.shape[0]
-    member = np.zeros((n, n), dtype=bool)
-    w = np.zeros((n, n))
-    rows = np.repeat(np.arange(n), idx.shape[1])
-    member[rows, idx.ravel()] = True
-    w[rows, idx.ravel()] = np.maximum(s.ravel().astype(np.float64), 0.0) ** gamma
-    if mode == "reciprocal":
-        w = np.where(member & member.T, w, 0.0)
-    else:
-        w = w + w.T
-    d = w.sum(axis=1)
-    dinv = np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 0.0)
-    return dinv[:, None] * w * dinv[None, :]
 
 
 def _ref_solve(S, labels, num_classes, alpha):
@@ -47,19 +22,7 @@ def _ref_solve(S, labels, num_classes, alpha):
     return np.linalg.solve(np.eye(n) - alpha * S, y)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def digits16():
-    from dalcore.data import load_dataset
-
-    return load_dataset("digits", image_size=16)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blob_features(rng, n=240, c=4, d=16, noise=0.35):
@@ -76,7 +39,7 @@ def test_propagate_labels_matches_dense_reference(rng):
     for mode in ("reciprocal", "union"):
         res = lp.propagate_labels(x, labeled, y[labeled], num_classes=4, k=10, gamma=3.0,
                                   alpha=0.9, iters=200, mode=mode)
-        S = _ref_graph_dense(_ref_knn(x, 10), gamma=3.0, mode=mode)
+        S = ref_graph_dense(ref_knn(x, 10), gamma=3.0, mode=mode)
         lab_in = np.full(x.shape[0], -1)
         lab_in[labeled] = y[labeled]
         z = _ref_solve(S, lab_in, 4, 0.9)
@@ -100,7 +63,7 @@ def test_class_without_label_is_never_predicted(rng):
     assert np.asarray(res.Z).shape == (x.shape[0], 4)
     np.testing.assert_array_equal(np.asarray(res.Z)[:, 3], 0.0)
     assert not (res.labels == 3).any()
-    S = _ref_graph_dense(_ref_knn(x, 10), gamma=3.0, mode="reciprocal")
+    S = ref_graph_dense(ref_knn(x, 10), gamma=3.0, mode="reciprocal")
     lab_in = np.full(x.shape[0], -1)
     lab_in[labeled] = y[labeled]
     z = _ref_solve(S, lab_in, 3, 0.9)
