@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -68,14 +67,8 @@ def lp_deepssl_graph(sims: np.ndarray, idx: np.ndarray, gamma: float) -> scipy.s
 
 
 def cpu_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median process CPU time (all threads) of fn(): less sensitive than wall time to other
-    processes on a shared machine."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
+    """Median process CPU time (all threads) of fn(), no warm-up."""
+    return median_time(fn, repeats=repeats, warmup=0, clock=time.process_time)
 
 
 def bench_one(n: int, k: int, d: int, gamma: float, repeats: int, bw: float) -> list[object]:
