@@ -35,6 +35,34 @@ def test_random_lists_isolated_nodes_and_self_entries(rng, mode, gamma):
     assert np.any(lengths > 0)
 
 
+@pytest.mark.parametrize("k", [1, 16, 17, 40, 64, 65, 90])
+def test_every_list_width(rng, k):
+    # k <= 64: rows sorted in registers by rank (1 to 4 vectors of 16); k > 64: comparison sort
+    sims, idx, isolated = random_lists(rng, 200, k)
+    for mode in MODES:
+        g = dalcore.knn_graph((sims, idx), gamma=3.0, mode=mode)
+        assert_graph_matches(g, reference_graph(sims, idx, 3.0, mode))
+        assert np.all(np.diff(g.indptr)[isolated] == 0)
+
+
+@pytest.mark.parametrize("k", [5, 50, 70])
+def test_repeated_neighbour_found_anywhere_in_the_row(rng, k):
+    sims, idx, _ = random_lists(rng, 120, k, n_isolated=0)
+    r = next(r for r in range(120) if r not in idx[r])
+    order = np.argsort(idx[r])
+    lo, hi = order[0], order[-1]  # positions of the smallest and largest index
+    for dst, src in ((lo, order[1]), (hi, order[-2]), (order[k // 2], lo)):
+        bad = idx.copy()
+        bad[r, dst] = bad[r, src]
+        with pytest.raises(ValueError, match=f"row {r} lists neighbour {bad[r, src]} more than"):
+            dalcore.knn_graph((sims, bad))
+    # a row listing itself twice is not an error: self entries are ignored
+    ok = idx.copy()
+    ok[r, :2] = r
+    assert_graph_matches(dalcore.knn_graph((sims, ok), mode="union"),
+                         reference_graph(sims, ok, 3.0, "union"))
+
+
 def test_union_sums_both_directions_and_reciprocal_keeps_mutual_pairs():
     # 0 <-> 1 mutual, 2 -> 0 one-way, 3 -> 1 one-way; hand-computed in float64.
     idx = np.array([[1], [0], [0], [1]])

@@ -1,34 +1,59 @@
 // CPU kernel of knn_graph (OpenMP): see dalcore/graph.h for the contract.
 //
-// No comparison sort: two stable parallel counting sorts (transpositions) put every list in order.
-// 1. T = transpose(lists): per row i, the j that list i (ascending) with a_ji; validates the input
-//    and computes a_ij = max(0, s)^gamma on the way; self entries are dropped.
-// 2. L = transpose(T): per row i, its own list sorted by index, with a_ij.
-// 3. count: per row, merge L_i and T_i (union: all; reciprocal: the common j): row length and
-//    degree d_i -> d_i^-1/2; scan -> indptr.
-// 4. fill: the same merge writes indices and S_ij = w_ij d_i^-1/2 d_j^-1/2 (one output pass).
-// A transposition: each thread counts the targets of its block of rows, bucket offsets are
-// prefix sums over (target, thread); then, in two streaming passes rather than one scatter into
-// n buckets (a cache miss per entry), each thread appends its rows' entries in order to their
-// partition (2^kPartShift consecutive buckets), and each partition is distributed into its
-// buckets, so every bucket receives its sources in increasing order (deterministic, no atomics).
+// One parallel region, no comparison sort in the usual case (k <= 64):
+// 1. rows:      each input row is validated, weighted (a_ij = max(0, s)^gamma) and sorted by index
+//               in registers by a rank sort (an entry's place is the number of smaller indices in
+//               its row, counted with vector compares; a repeated index shows as a short rank
+//               sum); the self entry is dropped. Row i of L sits at i * k. Each thread counts its
+//               entries per partition of 2^kPartShift target rows.
+// 2. stage:     T = L^T by a stable two-level counting sort. Rather than scattering into n buckets
+//               (a cache miss per entry), each thread appends its entries, in row order, to their
+//               partition;
+// 3. per partition (cache-resident): its entries are distributed into their rows of T (each row
+//               receives its sources in increasing order: deterministic, no atomics), then each
+//               row's L_i and T_i are merged branch-free (union: every j; reciprocal: the j in
+//               both) into a padded scratch row holding w_ij, with the row length and the degree
+//               d_i (summed in double, in column order) -> d_i^-1/2. A scan gives indptr.
+// 4. fill:      (after the caller has allocated nnz entries) the scratch rows are copied out with
+//               S_ij = w_ij d_i^-1/2 d_j^-1/2.
+// The arithmetic (edge weight, the sums, the normalisation) is that of detail/graph_ops.h, which
+// the GPU path (csrc/cuda/graph.cu) uses too.
 #include "dalcore/graph.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <utility>
-#include <mutex>
 #include <vector>
 
 #include "dalcore/detail/graph_ops.h"
 #include "dalcore/status.h"
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// ISA-only clones: the vector-extension rank sort is lowered to AVX-512, AVX2 or SSE2.
+#define DALCORE_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DALCORE_MULTIVERSION
+#endif
+
 namespace dalcore::cpu {
 namespace {
+
+using i64 = std::int64_t;
+using i32 = std::int32_t;
+
+// A list entry: column (or source row) and directed weight, one 8-byte word.
+struct Entry {
+  i32 col;
+  float w;
+};
+
+constexpr i32 kNoColumn = std::numeric_limits<i32>::max();
 
 // std::vector storage that is not zero-filled on resize (every element is written before use).
 template <class T>
@@ -52,176 +77,179 @@ struct default_init_allocator : std::allocator<T> {
 template <class T>
 using raw_vector = std::vector<T, default_init_allocator<T>>;
 
-// Lists in CSR form: row i is e[off[i], off[i + 1]), (column, weight) pairs.
-struct Lists {
-  raw_vector<std::int64_t> off;
-  raw_vector<detail::Entry> e;
-};
-
-// Exclusive prefix sum of a[0, n) in place (serial: n is the number of points, small next to
-// the n * k entries); returns the total.
-std::int64_t exclusive_scan(std::int64_t* a, std::int64_t n) {
-  std::int64_t run = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const std::int64_t v = a[i];
-    a[i] = run;
-    run += v;
-  }
-  return run;
-}
-
-// The input k-NN lists seen as rows: validates entries and computes weights on the fly.
-struct InputRows {
-  const KnnLists& in;
-  double gamma;
-  std::int64_t begin(std::int64_t i) const { return i * in.k; }
-  std::int64_t end(std::int64_t i) const { return i * in.k + in.k; }
-  std::int64_t col(std::int64_t e) const { return in.idx[e]; }
-  float weight(std::int64_t e) const { return detail::edge_weight(in.sims[e], gamma); }
-  bool valid(std::int64_t e) const {
-    const std::int64_t j = in.idx[e];
-    return detail::finite_value(in.sims[e]) && j >= 0 && j < in.n;
-  }
-};
-
-struct CsrRows {
-  const Lists& l;
-  std::int64_t begin(std::int64_t i) const { return l.off[i]; }
-  std::int64_t end(std::int64_t i) const { return l.off[i + 1]; }
-  std::int64_t col(std::int64_t e) const { return l.e[e].col; }
-  float weight(std::int64_t e) const { return l.e[e].w; }
-  bool valid(std::int64_t) const { return true; }
-};
-
-// Stable parallel counting transpose of n rows (entries with col == row are dropped). Returns
-// the first row holding an invalid entry (n when none; then `out` is not filled).
-// An entry on its way to bucket `to` (see transpose).
+// An entry (source row, weight) on its way to bucket `to` of the transposition (the entry first:
+// it is copied as one 8-byte word).
 struct Staged {
-  std::int32_t to, from;
-  float w;
+  Entry e;
+  i32 to;
 };
-// Target rows per partition of a transposition: 2^8 rows of ~k entries (~100 KB at k = 50) stay
+
+// Target rows per partition of the transposition: 2^8 rows of ~k entries (~100 KB at k = 50) stay
 // in cache while their partition is distributed.
 constexpr int kPartShift = 8;
 
-// Transposition buffers: counts, partition cursors, staged entries.
-struct TransposeScratch {
-  raw_vector<std::int32_t> cnt;   // threads * n: per-thread bucket counts
-  raw_vector<std::int64_t> part;  // threads * partitions: per-thread cursor in each partition
-  raw_vector<Staged> stage;       // the entries grouped by partition
-};
+// ------------------------------------------------------------------------------ pass 1: rows
+#if defined(__GNUC__)
+// Rows of up to kRankMax neighbours are sorted in registers (kRankMax / 16 vectors of 16 keys).
+constexpr int kRankMax = 64;
+typedef i32 v16i __attribute__((vector_size(64)));
 
-template <class Rows>
-std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out, TransposeScratch& ts,
-                       int threads) {
-  raw_vector<std::int32_t>& cnt = ts.cnt;
-  const std::int64_t parts = ((n - 1) >> kPartShift) + 1;
-  ts.part.clear();
-  ts.part.resize(static_cast<std::size_t>(threads) * static_cast<std::size_t>(parts));
-  cnt.clear();
-  cnt.resize(static_cast<std::size_t>(threads) * static_cast<std::size_t>(n));
-  out.off.clear();
-  out.off.resize(static_cast<std::size_t>(n) + 1);
-  std::int64_t bad = n;
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
-    const int T = omp_get_num_threads();
-    const std::int64_t lo = n * t / T, hi = n * (t + 1) / T;
-    std::int32_t* c = cnt.data() + static_cast<std::size_t>(t) * static_cast<std::size_t>(n);
-    std::fill(c, c + n, 0);
-    std::int64_t my_bad = n;
-    for (std::int64_t i = lo; i < hi && my_bad == n; ++i)
-      for (std::int64_t e = rows.begin(i); e < rows.end(i); ++e) {
-        if (!rows.valid(e)) {
-          my_bad = i;
-          break;
-        }
-        const std::int64_t j = rows.col(e);
-        if (j != i) ++c[j];
-      }
-    if (my_bad < n) {
-#pragma omp critical(dalcore_graph_bad)
-      bad = std::min(bad, my_bad);
-    }
-#pragma omp barrier
-    if (bad == n) {
-      // bucket j: sources of lower threads (lower rows) first
-#pragma omp for schedule(static)
-      for (std::int64_t j = 0; j < n; ++j) {
-        std::int64_t run = 0;
-        for (int u = 0; u < T; ++u) {
-          std::int32_t& v = cnt[static_cast<std::size_t>(u) * static_cast<std::size_t>(n) + j];
-          const std::int32_t here = v;
-          v = static_cast<std::int32_t>(run);
-          run += here;
-        }
-        out.off[j] = run;
-      }
-#pragma omp single
-      {
-        out.off[n] = 0;
-        const std::int64_t total = exclusive_scan(out.off.data(), n + 1);
-        out.e.clear();  // keeps the capacity of a reused buffer, copies nothing
-        out.e.resize(static_cast<std::size_t>(total));
-        ts.stage.clear();
-        ts.stage.resize(static_cast<std::size_t>(total));
-      }
-      // Two streaming passes instead of one scatter into n buckets (a cache miss per entry):
-      // (a) each thread appends its entries, in row order, to their partition of 2^kPartShift
-      //     buckets (partition p occupies the range of its buckets; thread t's part of it
-      //     starts after the entries of the lower threads);
-      // (b) each partition is distributed into its buckets, in order: every bucket receives
-      //     its sources in increasing order.
-      const std::int64_t* off = out.off.data();
-      constexpr std::int64_t kPartRows = std::int64_t(1) << kPartShift;
-      std::int64_t* cur =
-          ts.part.data() + static_cast<std::size_t>(t) * static_cast<std::size_t>(parts);
-      for (std::int64_t p = 0; p < parts; ++p) {
-        const std::int64_t j0 = p << kPartShift, j1 = std::min(n, j0 + kPartRows);
-        std::int64_t at = off[j0];
-        for (std::int64_t j = j0; j < j1; ++j) at += c[j];  // entries of lower threads
-        cur[p] = at;
-      }
-      Staged* st = ts.stage.data();
-      for (std::int64_t i = lo; i < hi; ++i)
-        for (std::int64_t e = rows.begin(i); e < rows.end(i); ++e) {
-          const std::int64_t j = rows.col(e);
-          if (j == i) continue;
-          st[cur[j >> kPartShift]++] =
-              Staged{static_cast<std::int32_t>(j), static_cast<std::int32_t>(i), rows.weight(e)};
-        }
-#pragma omp barrier
-      std::vector<std::int64_t> pos(static_cast<std::size_t>(kPartRows));
-      detail::Entry* dst = out.e.data();
-#pragma omp for schedule(static)
-      for (std::int64_t p = 0; p < parts; ++p) {
-        const std::int64_t j0 = p << kPartShift, j1 = std::min(n, j0 + kPartRows);
-        for (std::int64_t j = j0; j < j1; ++j) pos[j - j0] = off[j];
-        for (std::int64_t e = off[j0]; e < off[j1]; ++e) {
-          const Staged x = st[e];
-          dst[pos[x.to - j0]++] = detail::Entry{x.from, x.w};
-        }
-      }
-    }
+// rank[t] = -#{u < k : key[u] < key[t]} for t < 16 * NV (key[] padded with kNoColumn).
+template <int NV>
+inline void neg_ranks(const i32* key, i64 k, i32* rank) {
+  v16i kv[NV], acc[NV];
+  for (int v = 0; v < NV; ++v) {
+    std::memcpy(&kv[v], key + 16 * v, sizeof(v16i));
+    acc[v] = v16i{};
   }
-  return bad;
+  for (i64 u = 0; u < k; ++u) {
+    const v16i b = v16i{} + key[u];
+    for (int v = 0; v < NV; ++v) acc[v] += (b < kv[v]);  // -1 where key[u] < key[t]
+  }
+  for (int v = 0; v < NV; ++v) std::memcpy(rank + 16 * v, &acc[v], sizeof(v16i));
+}
+#else
+constexpr int kRankMax = 0;
+#endif
+
+// a = max(0, s)^3 exactly as detail::edge_weight(s, 3.0) computes it (x * (x * x) in double).
+inline float cube_weight(float s) {
+  const double x = static_cast<double>(s);
+  return s > 0.0f ? static_cast<float>(x * (x * x)) : 0.0f;
+}
+
+// Pass 1 for rows [lo, hi): L row i (at l + i * k) = the row's entries without the self entry,
+// sorted by index, len[i] of them; pcnt[j >> kPartShift] += 1 for each. Returns the first invalid
+// row (a non-finite similarity, an index out of [0, n), an index listed twice), or hi.
+DALCORE_MULTIVERSION
+i64 sort_rows(const KnnLists& in, double gamma, i64 lo, i64 hi, Entry* l, i32* len, i64* pcnt) {
+  const i64 n = in.n, k = in.k;
+  const bool cube = gamma == 3.0;
+  std::vector<i32> key_buf(static_cast<std::size_t>(std::max<i64>(k, kRankMax) + 16));
+  std::vector<i32> rank_buf(key_buf.size());
+  std::vector<float> w_buf(static_cast<std::size_t>(k));
+  std::vector<std::pair<i32, float>> sorted;  // rows longer than kRankMax
+  i32* key = key_buf.data();
+  i32* rank = rank_buf.data();
+  float* w = w_buf.data();
+  for (i64 i = lo; i < hi; ++i) {
+    const std::int64_t* idx = in.idx + i * k;
+    const float* s = in.sims + i * k;
+    int bad = 0;
+    i32 m = 0;
+    for (i64 t = 0; t < k; ++t) {
+      const i64 j = idx[t];
+      bad |= (j < 0) | (j >= n);
+      key[t] = j == i ? kNoColumn : static_cast<i32>(j);
+      m += j != i;
+    }
+    if (cube) {
+      for (i64 t = 0; t < k; ++t) {
+        bad |= !detail::finite_value(s[t]);
+        w[t] = cube_weight(s[t]);
+      }
+    } else {
+      for (i64 t = 0; t < k; ++t) {
+        bad |= !detail::finite_value(s[t]);
+        w[t] = detail::edge_weight(s[t], gamma);
+      }
+    }
+    if (bad) return i;
+    Entry* row = l + i * k;
+#if defined(__GNUC__)
+    if (k <= kRankMax) {
+      const int nv = static_cast<int>((k + 15) / 16);
+      for (i64 t = k; t < 16 * nv; ++t) key[t] = kNoColumn;
+      switch (nv) {
+        case 1: neg_ranks<1>(key, k, rank); break;
+        case 2: neg_ranks<2>(key, k, rank); break;
+        case 3: neg_ranks<3>(key, k, rank); break;
+        default: neg_ranks<4>(key, k, rank); break;
+      }
+      // The ranks of m distinct indices are 0 .. m - 1; a repeated index lowers their sum (it is
+      // the number of ordered pairs: m (m - 1) / 2 less the pairs of equal indices).
+      i64 sum = 0;
+      for (i64 t = 0; t < k; ++t) sum += key[t] != kNoColumn ? rank[t] : 0;
+      if (-sum != i64(m) * (m - 1) / 2) return i;
+      for (i64 t = 0; t < k; ++t)
+        if (key[t] != kNoColumn) row[-rank[t]] = Entry{key[t], w[t]};
+    } else
+#endif
+    {
+      sorted.clear();
+      for (i64 t = 0; t < k; ++t)
+        if (key[t] != kNoColumn) sorted.emplace_back(key[t], w[t]);
+      std::sort(sorted.begin(), sorted.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (i32 t = 1; t < m; ++t)
+        if (sorted[t - 1].first == sorted[t].first) return i;
+      for (i32 t = 0; t < m; ++t) row[t] = Entry{sorted[t].first, sorted[t].second};
+    }
+    for (i32 t = 0; t < m; ++t) ++pcnt[row[t].col >> kPartShift];
+    len[i] = m;
+  }
+  return hi;
+}
+
+// ------------------------------------------------------------------------------ pass 3: merge
+// Union row: every j of L_i or T_i, w_ij = a_ij + a_ji (a missing direction counts 0), in
+// increasing j; entries of weight 0 are dropped. `a` and `b` may be read one entry past their
+// ends (the lists carry a padding entry). Returns the row length; adds the weights to `deg`.
+inline i64 merge_union(const Entry* a, i64 na, const Entry* b, i64 nb, Entry* out, double& deg) {
+  i64 p = 0, q = 0, o = 0;
+  while (p < na || q < nb) {
+    const Entry ea = a[p], eb = b[q];
+    const i32 ja = p < na ? ea.col : kNoColumn;
+    const i32 jb = q < nb ? eb.col : kNoColumn;
+    const bool ta = ja <= jb, tb = jb <= ja;
+    const float v =
+        static_cast<float>((ta ? static_cast<double>(ea.w) : 0.0) +
+                           (tb ? static_cast<double>(eb.w) : 0.0));
+    out[o] = Entry{ta ? ja : jb, v};
+    // v > 0 exactly when a taken weight is (their sum rounds to at least the larger one):
+    // decided from the inputs, off the conversion chain.
+    const bool keep = (ta & (ea.w > 0.0f)) | (tb & (eb.w > 0.0f));
+    o += keep;
+    deg += keep ? static_cast<double>(v) : 0.0;
+    p += ta;
+    q += tb;
+  }
+  return o;
+}
+
+// Reciprocal row: the j in both L_i and T_i, w_ij = (a_ij + a_ji) / 2, weight-0 entries dropped.
+inline i64 merge_mutual(const Entry* a, i64 na, const Entry* b, i64 nb, Entry* out,
+                        double& deg) {
+  i64 p = 0, q = 0, o = 0;
+  while (p < na && q < nb) {
+    const Entry ea = a[p], eb = b[q];
+    const bool ta = ea.col <= eb.col, tb = eb.col <= ea.col;
+    const float v = static_cast<float>(
+        0.5 * (static_cast<double>(ea.w) + static_cast<double>(eb.w)));
+    out[o] = Entry{ea.col, v};
+    const bool keep = ta & tb & ((ea.w > 0.0f) | (eb.w > 0.0f));
+    o += keep;
+    deg += keep ? static_cast<double>(v) : 0.0;
+    p += ta;
+    q += tb;
+  }
+  return o;
 }
 
 // Explains why row i of the input is invalid (called once, after a parallel pass found it).
-[[noreturn]] void throw_bad_row(const KnnLists& in, std::int64_t i) {
-  const std::int64_t k = in.k;
-  std::vector<std::int64_t> seen;
-  for (std::int64_t t = 0; t < k; ++t) {
+[[noreturn]] void throw_bad_row(const KnnLists& in, i64 i) {
+  const i64 k = in.k;
+  std::vector<i64> seen;
+  for (i64 t = 0; t < k; ++t) {
     const float s = in.sims[i * k + t];
-    const std::int64_t j = in.idx[i * k + t];
+    const i64 j = in.idx[i * k + t];
     if (!detail::finite_value(s))
       throw InvalidArgument(detail::concat("knn_result: similarities contain NaN or inf (row ", i,
                                            ", column ", t, ")"));
     if (j < 0 || j >= in.n)
       throw InvalidArgument(detail::concat("knn_result: neighbour indices must be in [0, ", in.n,
                                            "), row ", i, " holds ", j));
-    seen.push_back(j);
+    if (j != i) seen.push_back(j);
   }
   std::sort(seen.begin(), seen.end());
   const auto dup = std::adjacent_find(seen.begin(), seen.end());
@@ -229,24 +257,145 @@ std::int64_t transpose(std::int64_t n, const Rows& rows, Lists& out, TransposeSc
                                        dup != seen.end() ? *dup : -1, " more than once"));
 }
 
+// Exclusive prefix sum of a[0, n) in place (serial: n is the number of points, small next to
+// the n * k entries); returns the total.
+i64 exclusive_scan(i64* a, i64 n) {
+  i64 run = 0;
+  for (i64 i = 0; i < n; ++i) {
+    const i64 v = a[i];
+    a[i] = run;
+    run += v;
+  }
+  return run;
+}
+
 }  // namespace
 
 struct KnnGraphBuilder::State {
-  std::int64_t n = 0, nnz = 0;
+  i64 n = 0, k = 0, nnz = 0;
   bool mutual = true;
   int threads = 1;
-  Lists t;  // per row i: the j listing i, ascending, with a_ji
-  Lists l;  // per row i: its own list, ascending, with a_ij
-  raw_vector<std::int64_t> rowptr;  // n + 1: exclusive scan of the output row lengths
-  raw_vector<double> dinv;          // n: d_i^-1/2 (0 for isolated rows)
-  TransposeScratch tr;              // buffers of the transpositions
+  raw_vector<Entry> l;       // n * k + 1: row i at i * k, len[i] entries sorted by index
+  raw_vector<i32> len;       // n
+  raw_vector<i64> part;      // threads * (partitions + 1): entry counts, then cursors
+  raw_vector<Staged> stage;  // the entries of T = L^T grouped by partition of target rows
+  raw_vector<i64> toff;      // n + 1: row offsets of T
+  raw_vector<Entry> merged;  // the rows of W, row i at merged_at(i), rowptr[i] entries
+  raw_vector<i64> rowptr;    // n + 1: row lengths, then their exclusive scan
+  raw_vector<double> dinv;   // n: d_i^-1/2 (0 for isolated rows)
 
-  template <class Emit>
-  void row(std::int64_t i, Emit& emit) const {
-    detail::merge_row(i, mutual, detail::PairList{l.e.data()}, l.off[i], l.off[i + 1],
-                      detail::PairList{t.e.data()}, t.off[i], t.off[i + 1], emit);
+  // Start of row i in `merged`: reciprocal rows have at most |L_i| <= k entries, union rows at
+  // most |L_i| + |T_i| <= k + |T_i|.
+  i64 merged_at(i64 i) const { return mutual ? i * k : i * k + toff[i]; }
+
+  std::size_t bytes() const {
+    auto b = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
+    return b(l) + b(len) + b(part) + b(stage) + b(toff) + b(merged) + b(rowptr) + b(dinv);
   }
+
+  // Passes 1-3 (see the top of the file); returns the first invalid row, or n.
+  i64 build(const KnnLists& in, double gamma);
+  // Passes 2b and 3 for the target rows [j0, j1) of one partition, whose entries are
+  // stage[s0, s1): T rows into `t` (cache-resident), then the merge of L_i and T_i.
+  void distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1, raw_vector<Entry>& t);
 };
+
+void KnnGraphBuilder::State::distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1,
+                                                  raw_vector<Entry>& t) {
+  constexpr i64 kPartRows = i64(1) << kPartShift;
+  i64 pos[kPartRows + 1];
+  std::fill(pos, pos + (j1 - j0) + 1, 0);
+  for (i64 e = s0; e < s1; ++e) ++pos[stage[e].to - j0 + 1];
+  for (i64 j = j0; j < j1; ++j) {
+    pos[j - j0 + 1] += pos[j - j0];
+    toff[j] = s0 + pos[j - j0];
+  }
+  t.resize(static_cast<std::size_t>(s1 - s0) + 1);  // + 1: merge reads one entry past a row
+  t.back() = Entry{kNoColumn, 0.0f};
+  for (i64 e = s0; e < s1; ++e) {  // stable: the stage holds each bucket's sources in order
+    t[pos[stage[e].to - j0]++] = stage[e].e;
+  }
+  i64 b0 = 0;
+  for (i64 i = j0; i < j1; ++i) {
+    const Entry* a = l.data() + i * k;
+    const i64 nb = (i + 1 < j1 ? toff[i + 1] : s1) - toff[i];
+    const Entry* b = t.data() + b0;
+    Entry* out = merged.data() + merged_at(i);
+    double deg = 0.0;
+    rowptr[i] = mutual ? merge_mutual(a, len[i], b, nb, out, deg)
+                       : merge_union(a, len[i], b, nb, out, deg);
+    dinv[i] = detail::inv_sqrt_degree(deg);
+    b0 += nb;
+  }
+}
+
+i64 KnnGraphBuilder::State::build(const KnnLists& in, double gamma) {
+  const i64 parts = ((n - 1) >> kPartShift) + 1;
+  const auto N = static_cast<std::size_t>(n);
+  const auto P = static_cast<std::size_t>(parts) + 1;
+  l.resize(N * static_cast<std::size_t>(k) + 1);
+  l.back() = Entry{kNoColumn, 0.0f};
+  len.resize(N);
+  part.resize(static_cast<std::size_t>(threads) * P);
+  toff.resize(N + 1);
+  rowptr.resize(N + 1);
+  dinv.resize(N);
+  i64 bad = n;
+#pragma omp parallel num_threads(threads)
+  {
+    const int th = omp_get_thread_num();
+    const int T = omp_get_num_threads();
+    const i64 lo = n * th / T, hi = n * (th + 1) / T;
+    i64* cur = part.data() + static_cast<std::size_t>(th) * P;
+    std::fill(cur, cur + P, 0);
+    const i64 my_bad = sort_rows(in, gamma, lo, hi, l.data(), len.data(), cur);
+    if (my_bad < hi) {
+#pragma omp critical(dalcore_graph_bad)
+      bad = std::min(bad, my_bad);
+    }
+#pragma omp barrier
+    if (bad == n) {
+      // ---- pass 2a: stage T's entries by partition. Partition p, in order: the entries of
+      // thread 0's rows, of thread 1's, ...; cur[p] = where this thread's go.
+#pragma omp single
+      {
+        i64 run = 0;
+        for (i64 p = 0; p < parts; ++p)
+          for (int u = 0; u < T; ++u) {
+            i64& v = part[static_cast<std::size_t>(u) * P + static_cast<std::size_t>(p)];
+            const i64 here = v;
+            v = run;
+            run += here;
+          }
+        for (int u = 0; u < T; ++u) part[static_cast<std::size_t>(u) * P + parts] = run;
+        toff[n] = run;
+        stage.resize(static_cast<std::size_t>(run));
+        merged.resize(static_cast<std::size_t>(mutual ? n * k : n * k + run));
+      }
+      // partition starts (thread 0's cursors) before they move
+      std::vector<i64> pstart(part.begin(), part.begin() + static_cast<std::ptrdiff_t>(P));
+#pragma omp barrier
+      Staged* st = stage.data();
+      for (i64 i = lo; i < hi; ++i) {
+        const Entry* row = l.data() + i * k;
+        for (i32 e = 0; e < len[i]; ++e)
+          st[cur[row[e].col >> kPartShift]++] = Staged{Entry{static_cast<i32>(i), row[e].w}, row[e].col};
+      }
+#pragma omp barrier
+      // ---- passes 2b and 3, partition by partition.
+      raw_vector<Entry> t;
+#pragma omp for schedule(static)
+      for (i64 p = 0; p < parts; ++p)
+        distribute_and_merge(p << kPartShift, std::min(n, (p + 1) << kPartShift), pstart[p],
+                             pstart[p + 1], t);
+    }
+  }
+  if (bad == n) {
+    rowptr[n] = 0;
+    nnz = exclusive_scan(rowptr.data(), n + 1);
+  }
+  return bad;
+}
 
 namespace {
 // The scratch of the last finished build, reused by the next one (a graph is rebuilt every epoch):
@@ -255,11 +404,6 @@ namespace {
 std::mutex g_scratch_mutex;
 std::unique_ptr<KnnGraphBuilder::State> g_scratch;
 constexpr std::size_t kMaxCachedBytes = std::size_t(1) << 30;
-
-template <class V>
-std::size_t bytes_of(const V& v) {
-  return v.capacity() * sizeof(typename V::value_type);
-}
 }  // namespace
 
 std::unique_ptr<KnnGraphBuilder::State> KnnGraphBuilder::take_scratch() {
@@ -269,12 +413,7 @@ std::unique_ptr<KnnGraphBuilder::State> KnnGraphBuilder::take_scratch() {
 }
 
 KnnGraphBuilder::~KnnGraphBuilder() {
-  if (!st_) return;
-  const State& s = *st_;
-  const std::size_t bytes = bytes_of(s.t.off) + bytes_of(s.t.e) + bytes_of(s.l.off) +
-                            bytes_of(s.l.e) + bytes_of(s.rowptr) + bytes_of(s.dinv) +
-                            bytes_of(s.tr.cnt) + bytes_of(s.tr.part) + bytes_of(s.tr.stage);
-  if (bytes > kMaxCachedBytes) return;
+  if (!st_ || st_->bytes() > kMaxCachedBytes) return;
   std::lock_guard<std::mutex> lock(g_scratch_mutex);
   g_scratch = std::move(st_);
 }
@@ -282,57 +421,44 @@ KnnGraphBuilder::~KnnGraphBuilder() {
 KnnGraphBuilder::KnnGraphBuilder(const KnnLists& lists, double gamma, GraphMode mode)
     : st_(take_scratch()) {
   require(lists.n >= 1 && lists.k >= 1, "knn_result: expected at least one row and one column");
-  require(lists.n < std::numeric_limits<std::int32_t>::max(),
+  require(lists.n < std::numeric_limits<i32>::max(),
           "knn_result: at most 2^31 - 2 points are supported, got ", lists.n);
   require(lists.sims != nullptr && lists.idx != nullptr, "knn_result: null buffers");
   require(gamma > 0.0 && gamma <= std::numeric_limits<double>::max(),
           "gamma: expected a finite number > 0, got ", gamma);
   State& s = *st_;
-  const std::int64_t n = lists.n;
-  s.n = n;
+  s.n = lists.n;
+  s.k = lists.k;
   s.mutual = mode == GraphMode::reciprocal;
   // At least kEntriesPerThread list entries per thread: below that, fork/join and barriers
   // cost more than they save.
-  constexpr std::int64_t kEntriesPerThread = std::int64_t(1) << 18;
-  s.threads = static_cast<int>(std::max<std::int64_t>(
-      1, std::min<std::int64_t>(omp_get_max_threads(), n * lists.k / kEntriesPerThread)));
-  const std::int64_t bad = transpose(n, InputRows{lists, gamma}, s.t, s.tr, s.threads);
-  if (bad < n) throw_bad_row(lists, bad);
-  transpose(n, CsrRows{s.t}, s.l, s.tr, s.threads);
-
-  s.rowptr.clear();
-  s.rowptr.resize(static_cast<std::size_t>(n) + 1);
-  s.dinv.clear();
-  s.dinv.resize(static_cast<std::size_t>(n));
-  std::int64_t repeated = n;
-#pragma omp parallel for num_threads(s.threads) schedule(static) reduction(min : repeated)
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t e = s.l.off[i] + 1; e < s.l.off[i + 1]; ++e)
-      if (s.l.e[e].col == s.l.e[e - 1].col) repeated = std::min(repeated, i);
-    detail::CountEmit c;
-    s.row(i, c);
-    s.rowptr[i] = c.n;
-    s.dinv[i] = detail::inv_sqrt_degree(c.degree);
-  }
-  if (repeated < n) throw_bad_row(lists, repeated);
-  s.rowptr[n] = 0;
-  s.nnz = exclusive_scan(s.rowptr.data(), n + 1);
+  constexpr i64 kEntriesPerThread = i64(1) << 18;
+  s.threads = static_cast<int>(std::max<i64>(
+      1, std::min<i64>(omp_get_max_threads(), lists.n * lists.k / kEntriesPerThread)));
+  const i64 bad = s.build(lists, gamma);
+  if (bad < s.n) throw_bad_row(lists, bad);
 }
 
-std::int64_t KnnGraphBuilder::n() const noexcept { return st_->n; }
-std::int64_t KnnGraphBuilder::nnz() const noexcept { return st_->nnz; }
+i64 KnnGraphBuilder::n() const noexcept { return st_->n; }
+i64 KnnGraphBuilder::nnz() const noexcept { return st_->nnz; }
 
-void KnnGraphBuilder::fill(std::int64_t* indptr, std::int32_t* indices, float* data) const {
+void KnnGraphBuilder::fill(i64* indptr, i32* indices, float* data) const {
   const State& s = *st_;
-  const std::int64_t n = s.n;
+  const i64 n = s.n;
+  const double* dinv = s.dinv.data();
 #pragma omp parallel num_threads(s.threads)
   {
 #pragma omp for schedule(static) nowait
-    for (std::int64_t i = 0; i < n + 1; ++i) indptr[i] = s.rowptr[i];
+    for (i64 i = 0; i < n + 1; ++i) indptr[i] = s.rowptr[i];
 #pragma omp for schedule(static) nowait
-    for (std::int64_t i = 0; i < n; ++i) {
-      detail::FillEmit out{indices, data, s.rowptr[i], s.dinv.data(), s.dinv[i]};
-      s.row(i, out);
+    for (i64 i = 0; i < n; ++i) {
+      const Entry* src = s.merged.data() + s.merged_at(i);
+      const i64 o = s.rowptr[i], m = s.rowptr[i + 1] - o;
+      const double di = dinv[i];
+      for (i64 e = 0; e < m; ++e) {
+        indices[o + e] = src[e].col;
+        data[o + e] = detail::normalised(src[e].w, di, dinv[src[e].col]);
+      }
     }
   }
 }

@@ -11,9 +11,11 @@
 // Output CSR: indptr[n + 1] (int64), indices[nnz] (int32, so n < 2^31), data[nnz] (float32).
 //
 // Two implementations; both sort every list by index, build the transposed lists (the j that list
-// i) and merge the two per row with the shared detail::merge_row (detail/graph_ops.h):
-//   dalcore::cpu (csrc/cpu/graph.cpp): OpenMP, host pointers; stable counting transpositions.
-//   dalcore::gpu (csrc/cuda/graph.cu): Thrust sorts (CUDA, or OpenMP in the test twin _core_omp).
+// i) and merge the two per row, with the arithmetic of detail/graph_ops.h:
+//   dalcore::cpu (csrc/cpu/graph.cpp): OpenMP, host pointers; in-register rank sort of each row,
+//                one stable two-level counting transposition, branch-free merges.
+//   dalcore::gpu (csrc/cuda/graph.cu): Thrust sorts (CUDA, or OpenMP in the test twin _core_omp)
+//                and detail::merge_row.
 #pragma once
 
 #include <cstddef>

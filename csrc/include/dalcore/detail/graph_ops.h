@@ -1,6 +1,9 @@
-// Per-row arithmetic of knn_graph shared by the CPU kernel (csrc/cpu/graph.cpp) and the Thrust
-// GPU path (csrc/cuda/graph.cu). Neighbour lists are rows of `col` (sorted ascending by index,
-// possibly holding the row itself, which is skipped) with directed weights `w` alongside.
+// Per-row arithmetic of knn_graph: the edge weight, the degree scale and the normalisation are
+// shared by the CPU kernel (csrc/cpu/graph.cpp) and the Thrust GPU path (csrc/cuda/graph.cu); the
+// merge of a row with its transposed list (merge_row) is the GPU path's. The CPU kernel merges
+// with branch-free loops of its own, which read one entry past a list (its lists carry a padding
+// entry) and take the same union / reciprocal rules. Neighbour lists are rows of `col` (sorted
+// ascending by index, possibly holding the row itself, which is skipped) with weights alongside.
 #pragma once
 
 #include <cmath>
@@ -31,24 +34,13 @@ DALCORE_HD float edge_weight(float s, double gamma) {
   return static_cast<float>(::pow(x, gamma));
 }
 
-// A neighbour list as parallel arrays (the GPU path) ...
+// A neighbour list as parallel arrays (the GPU path).
 template <class C>
 struct SplitList {
   const C* c;
   const float* v;
   DALCORE_HD std::int64_t col(std::int64_t p) const { return static_cast<std::int64_t>(c[p]); }
   DALCORE_HD float w(std::int64_t p) const { return v[p]; }
-};
-
-// ... or as one array of (column, weight) pairs (the CPU kernel: one cache line per scatter).
-struct Entry {
-  std::int32_t col;
-  float w;
-};
-struct PairList {
-  const Entry* e;
-  DALCORE_HD std::int64_t col(std::int64_t p) const { return e[p].col; }
-  DALCORE_HD float w(std::int64_t p) const { return e[p].w; }
 };
 
 // Row i of the graph from two lists sorted by index: list(i) (a[a_lo, a_hi), weights a_ij) and
