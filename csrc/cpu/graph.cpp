@@ -23,6 +23,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -77,12 +78,6 @@ struct default_init_allocator : std::allocator<T> {
 template <class T>
 using raw_vector = std::vector<T, default_init_allocator<T>>;
 
-// An entry (source row, weight) on its way to bucket `to` of the transposition (the entry first:
-// it is copied as one 8-byte word).
-struct Staged {
-  Entry e;
-  i32 to;
-};
 
 // Target rows per partition of the transposition: 2^8 rows of ~k entries (~100 KB at k = 50) stay
 // in cache while their partition is distributed.
@@ -104,7 +99,7 @@ inline void neg_ranks(const i32* key, i64 k, i32* rank) {
   }
   for (i64 u = 0; u < k; ++u) {
     const v16i b = v16i{} + key[u];
-    for (int v = 0; v < NV; ++v) acc[v] += (b < kv[v]);  // -1 where key[u] < key[t]
+    for (int v = 0; v < NV; ++v) acc[v] = b < kv[v] ? acc[v] - 1 : acc[v];  // key[u] < key[t]
   }
   for (int v = 0; v < NV; ++v) std::memcpy(rank + 16 * v, &acc[v], sizeof(v16i));
 }
@@ -195,22 +190,21 @@ i64 sort_rows(const KnnLists& in, double gamma, i64 lo, i64 hi, Entry* l, i32* l
 // Union row: every j of L_i or T_i, w_ij = a_ij + a_ji (a missing direction counts 0), in
 // increasing j; entries of weight 0 are dropped. `a` and `b` may be read one entry past their
 // ends (the lists carry a padding entry). Returns the row length; adds the weights to `deg`.
+// Branch-free: selections are multiplications by 0 or 1 (weights are finite and >= 0), and
+// v > 0 is decided from the inputs (a sum of floats >= 0 rounds to at least the larger one).
 inline i64 merge_union(const Entry* a, i64 na, const Entry* b, i64 nb, Entry* out, double& deg) {
   i64 p = 0, q = 0, o = 0;
   while (p < na || q < nb) {
     const Entry ea = a[p], eb = b[q];
     const i32 ja = p < na ? ea.col : kNoColumn;
     const i32 jb = q < nb ? eb.col : kNoColumn;
-    const bool ta = ja <= jb, tb = jb <= ja;
-    const float v =
-        static_cast<float>((ta ? static_cast<double>(ea.w) : 0.0) +
-                           (tb ? static_cast<double>(eb.w) : 0.0));
+    const int ta = ja <= jb, tb = jb <= ja;
+    const float wa = ea.w * static_cast<float>(ta), wb = eb.w * static_cast<float>(tb);
+    const float v = static_cast<float>(static_cast<double>(wa) + static_cast<double>(wb));
     out[o] = Entry{ta ? ja : jb, v};
-    // v > 0 exactly when a taken weight is (their sum rounds to at least the larger one):
-    // decided from the inputs, off the conversion chain.
-    const bool keep = (ta & (ea.w > 0.0f)) | (tb & (eb.w > 0.0f));
+    const int keep = (wa > 0.0f) | (wb > 0.0f);
     o += keep;
-    deg += keep ? static_cast<double>(v) : 0.0;
+    deg += static_cast<double>(v * static_cast<float>(keep));
     p += ta;
     q += tb;
   }
@@ -223,13 +217,13 @@ inline i64 merge_mutual(const Entry* a, i64 na, const Entry* b, i64 nb, Entry* o
   i64 p = 0, q = 0, o = 0;
   while (p < na && q < nb) {
     const Entry ea = a[p], eb = b[q];
-    const bool ta = ea.col <= eb.col, tb = eb.col <= ea.col;
+    const int ta = ea.col <= eb.col, tb = eb.col <= ea.col;
     const float v = static_cast<float>(
         0.5 * (static_cast<double>(ea.w) + static_cast<double>(eb.w)));
     out[o] = Entry{ea.col, v};
-    const bool keep = ta & tb & ((ea.w > 0.0f) | (eb.w > 0.0f));
+    const int keep = ta & tb & ((ea.w > 0.0f) | (eb.w > 0.0f));
     o += keep;
-    deg += keep ? static_cast<double>(v) : 0.0;
+    deg += static_cast<double>(v * static_cast<float>(keep));
     p += ta;
     q += tb;
   }
@@ -278,7 +272,8 @@ struct KnnGraphBuilder::State {
   raw_vector<Entry> l;       // n * k + 1: row i at i * k, len[i] entries sorted by index
   raw_vector<i32> len;       // n
   raw_vector<i64> part;      // threads * (partitions + 1): entry counts, then cursors
-  raw_vector<Staged> stage;  // the entries of T = L^T grouped by partition of target rows
+  raw_vector<Entry> stage;   // the entries (source, a_ji) of T = L^T grouped by partition ...
+  raw_vector<std::uint8_t> stage_to;  // ... and their target rows (j mod 2^kPartShift)
   raw_vector<i64> toff;      // n + 1: row offsets of T
   raw_vector<Entry> merged;  // the rows of W, row i at merged_at(i), rowptr[i] entries
   raw_vector<i64> rowptr;    // n + 1: row lengths, then their exclusive scan
@@ -290,7 +285,7 @@ struct KnnGraphBuilder::State {
 
   std::size_t bytes() const {
     auto b = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
-    return b(l) + b(len) + b(part) + b(stage) + b(toff) + b(merged) + b(rowptr) + b(dinv);
+    return b(l) + b(len) + b(part) + b(stage) + b(stage_to) + b(toff) + b(merged) + b(rowptr) + b(dinv);
   }
 
   // Passes 1-3 (see the top of the file); returns the first invalid row, or n.
@@ -305,7 +300,8 @@ void KnnGraphBuilder::State::distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1
   constexpr i64 kPartRows = i64(1) << kPartShift;
   i64 pos[kPartRows + 1];
   std::fill(pos, pos + (j1 - j0) + 1, 0);
-  for (i64 e = s0; e < s1; ++e) ++pos[stage[e].to - j0 + 1];
+  const std::uint8_t* to = stage_to.data();
+  for (i64 e = s0; e < s1; ++e) ++pos[to[e] + 1];
   for (i64 j = j0; j < j1; ++j) {
     pos[j - j0 + 1] += pos[j - j0];
     toff[j] = s0 + pos[j - j0];
@@ -313,7 +309,7 @@ void KnnGraphBuilder::State::distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1
   t.resize(static_cast<std::size_t>(s1 - s0) + 1);  // + 1: merge reads one entry past a row
   t.back() = Entry{kNoColumn, 0.0f};
   for (i64 e = s0; e < s1; ++e) {  // stable: the stage holds each bucket's sources in order
-    t[pos[stage[e].to - j0]++] = stage[e].e;
+    t[pos[to[e]]++] = stage[e];
   }
   i64 b0 = 0;
   for (i64 i = j0; i < j1; ++i) {
@@ -370,16 +366,22 @@ i64 KnnGraphBuilder::State::build(const KnnLists& in, double gamma) {
         for (int u = 0; u < T; ++u) part[static_cast<std::size_t>(u) * P + parts] = run;
         toff[n] = run;
         stage.resize(static_cast<std::size_t>(run));
+        stage_to.resize(static_cast<std::size_t>(run));
         merged.resize(static_cast<std::size_t>(mutual ? n * k : n * k + run));
       }
       // partition starts (thread 0's cursors) before they move
       std::vector<i64> pstart(part.begin(), part.begin() + static_cast<std::ptrdiff_t>(P));
 #pragma omp barrier
-      Staged* st = stage.data();
+      Entry* st = stage.data();
+      std::uint8_t* st_to = stage_to.data();
+      constexpr i32 kPartMask = (i32(1) << kPartShift) - 1;
       for (i64 i = lo; i < hi; ++i) {
         const Entry* row = l.data() + i * k;
-        for (i32 e = 0; e < len[i]; ++e)
-          st[cur[row[e].col >> kPartShift]++] = Staged{Entry{static_cast<i32>(i), row[e].w}, row[e].col};
+        for (i32 e = 0; e < len[i]; ++e) {
+          const i64 at = cur[row[e].col >> kPartShift]++;
+          st[at] = Entry{static_cast<i32>(i), row[e].w};
+          st_to[at] = static_cast<std::uint8_t>(row[e].col & kPartMask);
+        }
       }
 #pragma omp barrier
       // ---- passes 2b and 3, partition by partition.
