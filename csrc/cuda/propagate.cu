@@ -46,6 +46,18 @@ struct Csr {
 
 DALCORE_HD i64 min_i64(i64 a, i64 b) { return a < b ? a : b; }
 
+// The row-block walk shared by the per-(block, column) passes: work item t is block b = t / C
+// (rows [b kRows, (b + 1) kRows) clipped to n) of column c = t mod C; row(i, c) updates row i and
+// returns its term of the column's partial dot product, summed in row order into part[b, c].
+template <class Row>
+DALCORE_HD void row_block(i64 t, i64 n, i64 C, double* part, const Row& row) {
+  const i64 b = t / C, c = t - b * C;
+  const i64 i1 = min_i64(n, (b + 1) * kRows);
+  double dot = 0.0;
+  for (i64 i = b * kRows; i < i1; ++i) dot += row(i, c);
+  part[b * C + c] = dot;
+}
+
 // q = p - alpha S p on the rows of block b, column c; part[b, c] = sum p q.
 template <class V>
 struct SpmmDot {
@@ -55,21 +67,16 @@ struct SpmmDot {
   double* part;
   i64 n, C;
   V alpha;
-  DALCORE_HD void operator()(i64 t) const {
-    const i64 b = t / C, c = t - (t / C) * C;
-    const i64 i1 = min_i64(n, (b + 1) * kRows);
-    double dot = 0.0;
-    for (i64 i = b * kRows; i < i1; ++i) {
-      V acc = V(0);
-      for (i64 k = g.indptr[i]; k < g.indptr[i + 1]; ++k)
-        acc += static_cast<V>(g.data[k]) * p[static_cast<i64>(g.indices[k]) * C + c];
-      const V pi = p[i * C + c];
-      const V qv = apply_a(pi, acc, alpha);
-      q[i * C + c] = qv;
-      dot += static_cast<double>(pi) * static_cast<double>(qv);
-    }
-    part[b * C + c] = dot;
+  DALCORE_HD double operator()(i64 i, i64 c) const {
+    V acc = V(0);
+    for (i64 k = g.indptr[i]; k < g.indptr[i + 1]; ++k)
+      acc += static_cast<V>(g.data[k]) * p[static_cast<i64>(g.indices[k]) * C + c];
+    const V pi = p[i * C + c];
+    const V qv = apply_a(pi, acc, alpha);
+    q[i * C + c] = qv;
+    return static_cast<double>(pi) * static_cast<double>(qv);
   }
+  DALCORE_HD void operator()(i64 t) const { row_block(t, n, C, part, *this); }
 };
 
 // Start: x = x0 (or 0), r = b - A x0 (q holds A x0 when has_x0), p = r; part = sum r^2.
@@ -83,19 +90,14 @@ struct Start {
   double* part;
   i64 n, C;
   bool has_x0;
-  DALCORE_HD void operator()(i64 t) const {
-    const i64 b = t / C, c = t - (t / C) * C;
-    const i64 i1 = min_i64(n, (b + 1) * kRows);
-    double dot = 0.0;
-    for (i64 i = b * kRows; i < i1; ++i) {
-      V rv = static_cast<V>(rhs(labels[i], c, count[c]));
-      if (has_x0) rv -= q[i * C + c];
-      r[i * C + c] = rv;
-      p[i * C + c] = rv;
-      dot += static_cast<double>(rv) * static_cast<double>(rv);
-    }
-    part[b * C + c] = dot;
+  DALCORE_HD double operator()(i64 i, i64 c) const {
+    V rv = static_cast<V>(rhs(labels[i], c, count[c]));
+    if (has_x0) rv -= q[i * C + c];
+    r[i * C + c] = rv;
+    p[i * C + c] = rv;
+    return static_cast<double>(rv) * static_cast<double>(rv);
   }
+  DALCORE_HD void operator()(i64 t) const { row_block(t, n, C, part, *this); }
 };
 
 // r -= step q on the rows of block b, column c; part[b, c] = sum r^2.
@@ -106,18 +108,12 @@ struct Residual {
   V* r;
   double* part;
   i64 n, C;
-  DALCORE_HD void operator()(i64 t) const {
-    const i64 b = t / C, c = t - (t / C) * C;
-    const i64 i1 = min_i64(n, (b + 1) * kRows);
-    const V s = static_cast<V>(step[c]);
-    double dot = 0.0;
-    for (i64 i = b * kRows; i < i1; ++i) {
-      const V rv = residual_update(r[i * C + c], q[i * C + c], s);
-      r[i * C + c] = rv;
-      dot += static_cast<double>(rv) * static_cast<double>(rv);
-    }
-    part[b * C + c] = dot;
+  DALCORE_HD double operator()(i64 i, i64 c) const {
+    const V rv = residual_update(r[i * C + c], q[i * C + c], static_cast<V>(step[c]));
+    r[i * C + c] = rv;
+    return static_cast<double>(rv) * static_cast<double>(rv);
   }
+  DALCORE_HD void operator()(i64 t) const { row_block(t, n, C, part, *this); }
 };
 
 // x += step p ; p = gamma r + beta p, element-wise.
