@@ -109,8 +109,8 @@ constexpr int kRankMax = 0;
 
 // a = max(0, s)^3 exactly as detail::edge_weight(s, 3.0) computes it (x * (x * x) in double).
 inline float cube_weight(float s) {
-  const double x = static_cast<double>(s);
-  return s > 0.0f ? static_cast<float>(x * (x * x)) : 0.0f;
+  const double x = static_cast<double>(s > 0.0f ? s : 0.0f);
+  return static_cast<float>(x * (x * x));
 }
 
 // Pass 1 for rows [lo, hi): L row i (at l + i * k) = the row's entries without the self entry,
@@ -138,16 +138,11 @@ i64 sort_rows(const KnnLists& in, double gamma, i64 lo, i64 hi, Entry* l, i32* l
       key[t] = j == i ? kNoColumn : static_cast<i32>(j);
       m += j != i;
     }
+    for (i64 t = 0; t < k; ++t) bad |= !detail::finite_value(s[t]);
     if (cube) {
-      for (i64 t = 0; t < k; ++t) {
-        bad |= !detail::finite_value(s[t]);
-        w[t] = cube_weight(s[t]);
-      }
+      for (i64 t = 0; t < k; ++t) w[t] = cube_weight(s[t]);
     } else {
-      for (i64 t = 0; t < k; ++t) {
-        bad |= !detail::finite_value(s[t]);
-        w[t] = detail::edge_weight(s[t], gamma);
-      }
+      for (i64 t = 0; t < k; ++t) w[t] = detail::edge_weight(s[t], gamma);
     }
     if (bad) return i;
     Entry* row = l + i * k;
