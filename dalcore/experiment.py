@@ -531,7 +531,7 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
     from .acquisition import AcquisitionContext, get_strategy
     from .data import class_balanced_indices
     from .models import ConvNet13
-    from .training import TrainConfig, evaluate, train_model
+    from .training import TrainConfig, evaluate, semi_batches_per_epoch, train_model
 
     cfg = dataclasses.replace(cfg, methods=tuple(cfg.methods))
     preset = validate_config(cfg)
@@ -590,8 +590,12 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
                     labeled = state.labeled
                     pseudo = None if cfg.semi else _pseudo_from_json(state.pseudo, labeled)
                     n_fit = len(labeled) + (0 if pseudo is None else len(pseudo.indices))
+                    n_pool = int(data.x_train.shape[0]) - len(labeled)
                     train_cfg = TrainConfig(
-                        epochs=preset.epochs_for(n_fit, semi=cfg.semi, override=cfg.epochs),
+                        epochs=preset.epochs_for(
+                            n_fit, semi=cfg.semi, override=cfg.epochs,
+                            semi_batches=semi_batches_per_epoch(n_pool, TrainConfig(epochs=1)),
+                        ),
                         batch_size=preset.batch_for(n_fit), lr=preset.lr,
                     )
                     if cfg.pretrain and backbone is None:

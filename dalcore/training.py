@@ -21,7 +21,10 @@ from torch import nn
 
 from ._arrays import as_index_vector, check_float, check_int
 
-__all__ = ["TrainConfig", "PseudoLabels", "train_model", "extract", "evaluate", "lr_at"]
+__all__ = [
+    "TrainConfig", "PseudoLabels", "train_model", "extract", "evaluate", "lr_at",
+    "semi_batches_per_epoch",
+]
 
 
 @dataclass
@@ -188,6 +191,14 @@ class _Augmenter:
         if self.fn is None:
             return x
         return self.fn(x, translate=self.translate, flip=self.flip, generator=self.gen)
+
+
+def semi_batches_per_epoch(n_pseudo: int, cfg: TrainConfig, pseudo_fraction: float = 0.5) -> int:
+    """Batches in one semi-supervised epoch of :func:`train_model` over ``n_pseudo`` drawable
+    pseudo-labeled samples: ``ceil(round(pseudo_fraction * n_pseudo) / cfg.semi_batch_pseudo)``,
+    at least 1."""
+    n_draw = int(round(pseudo_fraction * max(0, int(n_pseudo))))
+    return max(1, -(-n_draw // cfg.semi_batch_pseudo))
 
 
 def train_model(

@@ -148,6 +148,31 @@ def test_ceal_pseudo_labels_reach_the_weighted_loss(digits: SimpleNamespace) -> 
     assert abs(h2["loss"][0] - h["loss"][0]) > 1e-3
 
 
+def test_cpu_preset_semi_cycles_take_its_steps(digits: SimpleNamespace) -> None:
+    # the cpu preset turns its gradient steps into semi-supervised epochs: the batches that
+    # train_model actually runs add up to `steps` (within one epoch), on two pool sizes
+    from dalcore.presets import PRESETS
+    from dalcore.training import semi_batches_per_epoch
+
+    preset = PRESETS["cpu"]
+    data = tagged(digits)
+    labeled = np.arange(20)
+    for n_pool in (300, 1277):
+        pool = np.arange(20, 20 + n_pool)
+        p_lab = digits.y_train.numpy()[pool]
+        w = np.ones(n_pool, np.float32)
+        cw = np.ones(10, np.float32)
+        per_epoch = semi_batches_per_epoch(n_pool, TrainConfig(epochs=1))
+        epochs = preset.epochs_for(labeled.size, semi=True, semi_batches=per_epoch)
+        h = train_model(tiny(dropout=0.0), data, labeled, TrainConfig(epochs=epochs),
+                        device="cpu", seed=0, progress=False,
+                        refresh=lambda m, e, pool=pool, p_lab=p_lab, w=w, cw=cw: PseudoLabels(
+                            pool, p_lab, w, cw))
+        steps = sum(h["iterations"])
+        assert h["iterations"] == [per_epoch] * epochs
+        assert preset.steps <= steps < preset.steps + per_epoch
+
+
 def test_semi_batches_draws_and_loss(digits: SimpleNamespace) -> None:
     data = tagged(digits)
     labeled = np.arange(0, 30)
