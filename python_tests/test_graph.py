@@ -198,7 +198,7 @@ def test_bad_features(rng):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_large_enough_for_several_threads(rng, mode):
-    # >= 2^18 list entries per thread: the parallel counting transpositions run with 2+ threads
+    # >= 2^16 list entries per thread: the parallel passes run with 2+ threads
     # wherever OMP_NUM_THREADS allows it
     x, _ = clustered_features(rng, n=12000, d=8)
     sims, idx = dalcore.knn(x, 48)

@@ -427,9 +427,9 @@ KnnGraphBuilder::KnnGraphBuilder(const KnnLists& lists, double gamma, GraphMode 
   s.n = lists.n;
   s.k = lists.k;
   s.mutual = mode == GraphMode::reciprocal;
-  // At least kEntriesPerThread list entries per thread: below that, fork/join and barriers
-  // cost more than they save.
-  constexpr i64 kEntriesPerThread = i64(1) << 18;
+  // At least kEntriesPerThread list entries (about 1 ms of work) per thread: below that,
+  // fork/join and barriers cost more than they save.
+  constexpr i64 kEntriesPerThread = i64(1) << 16;
   s.threads = static_cast<int>(std::max<i64>(
       1, std::min<i64>(omp_get_max_threads(), lists.n * lists.k / kEntriesPerThread)));
   const i64 bad = s.build(lists, gamma);
