@@ -130,33 +130,56 @@ def summary_markdown(curves: Sequence[Curve]) -> str:
     return "\n".join(parts)
 
 
+_CONFIG_ORDER = ("base", "PRE", "SEMI", "PRE + SEMI")
+
+
+def _config(c: Curve) -> str:
+    tags = (["PRE"] if c.pretrain else []) + (["SEMI"] if c.semi else [])
+    return " + ".join(tags) or "base"
+
+
 def plot_curves(curves: Sequence[Curve], path: str | os.PathLike) -> None:
-    """Accuracy vs number of labels: mean line with a ±std band, one colour per method."""
+    """Accuracy vs number of labels, mean line with a ±std band: one row of panels per dataset,
+    one panel per configuration (base, PRE, SEMI, PRE + SEMI) present, one colour per method
+    (the same in every panel), one shared legend."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    datasets = list(dict.fromkeys(c.dataset for c in curves))
-    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(6.4 * max(1, len(datasets)), 4.6),
-                             squeeze=False)
+    datasets = list(dict.fromkeys(c.dataset for c in curves)) or [""]
+    present = {_config(c) for c in curves}
+    configs = [k for k in _CONFIG_ORDER if k in present] or ["base"]
+    methods = list(dict.fromkeys(c.method for c in curves))
+    nrow, ncol = len(datasets), len(configs)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol + 1.8, 3.8 * nrow), squeeze=False,
+                             sharey="row")
     cmap = plt.get_cmap("tab10")
-    names = list(dict.fromkeys(c.name for c in curves))
-    for ax, dataset in zip(axes[0], datasets):
-        for c in (c for c in curves if c.dataset == dataset):
-            color = cmap(names.index(c.name) % 10)
-            x = np.asarray(c.labels)
-            m, s = 100 * c.mean(), 100 * c.std()
-            ax.plot(x, m, marker="o", color=color, label=c.name)
-            ax.fill_between(x, m - s, m + s, color=color, alpha=0.2, linewidth=0)
-        ax.set_xlabel("number of labels")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{dataset}: accuracy vs labels (mean ± std)")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
+    handles: dict[str, object] = {}
+    for r, dataset in enumerate(datasets):
+        for col, config in enumerate(configs):
+            ax = axes[r][col]
+            mine = [c for c in curves if c.dataset == dataset and _config(c) == config]
+            if not mine:
+                ax.set_axis_off()
+                continue
+            for c in mine:
+                color = cmap(methods.index(c.method) % 10)
+                x = np.asarray(c.labels)
+                m, s = 100 * c.mean(), 100 * c.std()
+                (line,) = ax.plot(x, m, marker="o", color=color, label=c.method)
+                ax.fill_between(x, m - s, m + s, color=color, alpha=0.15, linewidth=0)
+                handles.setdefault(c.method, line)
+            ax.set_title(f"{dataset}: {config}" if dataset else config)
+            ax.set_xlabel("number of labels")
+            if col == 0:
+                ax.set_ylabel("test accuracy (%)")
+            ax.grid(True, alpha=0.3)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="center right",
+               title="method (mean ± std)")
+    fig.tight_layout(rect=(0.0, 0.0, 1.0 - 1.6 / (4.4 * ncol + 1.8), 1.0))
     tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, path)
 
