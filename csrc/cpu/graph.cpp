@@ -33,14 +33,9 @@
 #include <vector>
 
 #include "dalcore/detail/graph_ops.h"
+#include "dalcore/detail/multiversion.h"
 #include "dalcore/status.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-// ISA-only clones: the vector-extension rank sort is lowered to AVX-512, AVX2 or SSE2.
-#define DALCORE_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DALCORE_MULTIVERSION
-#endif
 
 namespace dalcore::cpu {
 namespace {

@@ -31,15 +31,9 @@
 #include <vector>
 
 #include "dalcore/detail/kcenter_ops.h"
+#include "dalcore/detail/multiversion.h"
 #include "dalcore/status.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-// ISA-only clones (not arch=...), so that the shared inline arithmetic of kcenter_ops.h is
-// inlined into (and vectorised for) every clone.
-#define DALCORE_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DALCORE_MULTIVERSION
-#endif
 
 namespace dalcore::cpu {
 namespace {
