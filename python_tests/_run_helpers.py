@@ -5,33 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
-
-import dalcore
-
-
-def _kcenter_ready() -> bool:
-    try:
-        dalcore.kcenter(np.eye(4, dtype=np.float32), 1)
-    except NotImplementedError:
-        return False
-    return True
-
-
-def _knn_ready() -> bool:
-    try:
-        dalcore.knn(np.eye(4, dtype=np.float32), 1)
-    except NotImplementedError:
-        return False
-    return True
-
-
-#: Label propagation (--semi) needs the k-NN / graph / propagate kernels.
-SEMI_KERNELS_READY = _knn_ready()
-
-#: Methods of the tiny runs (coreset once the k-center kernel is built; uncertainty shares CEAL's
-#: selection, so CEAL stands for both).
-METHODS = "random,coreset,ceal" if _kcenter_ready() else "random,ceal"
+#: Methods of the tiny runs (uncertainty shares CEAL's selection, so CEAL stands for both).
+METHODS = "random,coreset,ceal"
 
 
 def tiny_args(out: Path, *extra: str, methods: str = METHODS, repeats: int = 1,

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from _run_helpers import SEMI_KERNELS_READY, read_rows, tiny_args
+from _run_helpers import read_rows, tiny_args
 
 import dalcore
 from dalcore.cli import main
-from dalcore.experiment import PRETRAIN_MODULE, SEMI_MODULE, _module_available
+from dalcore.experiment import PRETRAIN_MODULE, SEMI_MODULE
 
 # Children import the same dalcore as this process (the source tree or the installed package).
 REPO = Path(dalcore.__file__).resolve().parents[1]
@@ -88,8 +88,6 @@ def test_pretrain_semi_unavailable_message(flag, module, tmp_path: Path, capsys,
     _one_error_line(capsys, flag, "not available yet")
 
 
-@pytest.mark.skipif(not (_module_available(SEMI_MODULE) and SEMI_KERNELS_READY),
-                    reason="SEMI module or its k-NN/graph/propagate kernels not present")
 def test_semi_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "semi"
     assert main(tiny_args(out, "--semi", methods="random", cycles=2)) == 0
@@ -98,7 +96,6 @@ def test_semi_runs_end_to_end(tmp_path: Path) -> None:
     assert "SEMI + random" in (out / "summary.md").read_text()
 
 
-@pytest.mark.skipif(not (_module_available(PRETRAIN_MODULE)), reason="PRE module not present")
 def test_pretrain_is_cached_and_reused(tmp_path: Path, monkeypatch) -> None:
     import importlib
 
