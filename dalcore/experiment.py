@@ -594,7 +594,7 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
                     train_cfg = TrainConfig(
                         epochs=preset.epochs_for(
                             n_fit, semi=cfg.semi, override=cfg.epochs,
-                            semi_batches=semi_batches_per_epoch(n_pool, TrainConfig(epochs=1)),
+                            semi_batches=semi_batches_per_epoch(n_pool),
                         ),
                         batch_size=preset.batch_for(n_fit), lr=preset.lr,
                     )

@@ -193,12 +193,14 @@ class _Augmenter:
         return self.fn(x, translate=self.translate, flip=self.flip, generator=self.gen)
 
 
-def semi_batches_per_epoch(n_pseudo: int, cfg: TrainConfig, pseudo_fraction: float = 0.5) -> int:
+def semi_batches_per_epoch(n_pseudo: int, cfg: TrainConfig | None = None,
+                           pseudo_fraction: float = 0.5) -> int:
     """Batches in one semi-supervised epoch of :func:`train_model` over ``n_pseudo`` drawable
     pseudo-labeled samples: ``ceil(round(pseudo_fraction * n_pseudo) / cfg.semi_batch_pseudo)``,
-    at least 1."""
+    at least 1 (``cfg`` None: the default batch composition of :class:`TrainConfig`)."""
+    batch_pseudo = TrainConfig.semi_batch_pseudo if cfg is None else cfg.semi_batch_pseudo
     n_draw = int(round(pseudo_fraction * max(0, int(n_pseudo))))
-    return max(1, -(-n_draw // cfg.semi_batch_pseudo))
+    return max(1, -(-n_draw // batch_pseudo))
 
 
 def train_model(

@@ -162,7 +162,7 @@ def test_cpu_preset_semi_cycles_take_its_steps(digits: SimpleNamespace) -> None:
         p_lab = digits.y_train.numpy()[pool]
         w = np.ones(n_pool, np.float32)
         cw = np.ones(10, np.float32)
-        per_epoch = semi_batches_per_epoch(n_pool, TrainConfig(epochs=1))
+        per_epoch = semi_batches_per_epoch(n_pool)
         epochs = preset.epochs_for(labeled.size, semi=True, semi_batches=per_epoch)
         h = train_model(tiny(dropout=0.0), data, labeled, TrainConfig(epochs=epochs),
                         device="cpu", seed=0, progress=False,
