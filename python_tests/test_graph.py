@@ -204,3 +204,27 @@ def test_large_enough_for_several_threads(rng, mode):
     sims, idx = dalcore.knn(x, 48)
     g = dalcore.knn_graph((sims, idx), mode=mode)
     assert_graph_matches(g, reference_graph(sims, idx, 3.0, mode))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_hub_nodes_at_partition_edges(rng, mode):
+    # Hubs (listed by almost every row: transposed lists ~n long against k-long own lists) at the
+    # first and last rows of the kernel's 256-row partitions and at the very last row, rows whose
+    # neighbours all lie below or above their own middle entry, and zero weights (s <= 0).
+    # >= 2^16 entries per thread, so neighbouring partitions are merged concurrently.
+    n, k = 3000, 48
+    hubs = np.array([0, 255, 256, 511, 2815, n - 1])
+    idx = np.empty((n, k), dtype=np.int64)
+    for r in range(n):
+        others = rng.choice(np.setdiff1d(np.arange(n), np.r_[hubs, r]), k - hubs.size,
+                            replace=False)
+        idx[r] = rng.permutation(np.r_[hubs[hubs != r], others, r][:k])
+    lows = rng.choice(n, 40, replace=False)
+    for r in lows:  # lists only indices far below or far above r's middle neighbour
+        pool = np.setdiff1d(np.arange(200) if r % 2 else np.arange(n - 200, n), [r])
+        idx[r] = rng.choice(pool, k, replace=False)
+    sims = rng.uniform(-0.3, 1.0, (n, k)).astype(np.float32)
+    g = dalcore.knn_graph((sims, idx), gamma=3.0, mode=mode)
+    assert_graph_matches(g, reference_graph(sims, idx, 3.0, mode))
+    lengths = np.diff(g.indptr)
+    assert lengths[hubs].min() > (n // 2 if mode == "union" else 0)

@@ -12,10 +12,12 @@
 // 3. per partition (cache-resident): its entries are distributed into their rows of T (each row
 //               receives its sources in increasing order: deterministic, no atomics), then each
 //               row's L_i and T_i are merged branch-free (union: every j; reciprocal: the j in
-//               both) into a padded scratch row holding w_ij, with the row length and the degree
-//               d_i (summed in double, in column order) -> d_i^-1/2. A scan gives indptr.
-// 4. fill:      (after the caller has allocated nnz entries) the scratch rows are copied out with
-//               S_ij = w_ij d_i^-1/2 d_j^-1/2.
+//               both) into scratch rows holding w_ij, written one after the other, with the row
+//               length and the degree d_i (summed in double) -> d_i^-1/2. The merge of a row is
+//               cut in two at a column and the two halves run interleaved: a single branch-free
+//               merge waits on load -> compare -> cursor at every step. A scan gives indptr.
+// 4. fill:      (after the caller has allocated nnz entries) the scratch rows are copied out,
+//               partition by partition as one stream, with S_ij = w_ij d_i^-1/2 d_j^-1/2.
 // The arithmetic (edge weight, the sums, the normalisation) is that of detail/graph_ops.h, which
 // the GPU path (csrc/cuda/graph.cu) uses too.
 #include "dalcore/graph.h"
@@ -24,6 +26,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -31,6 +34,10 @@
 #include <new>
 #include <utility>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "dalcore/detail/graph_ops.h"
 #include "dalcore/detail/multiversion.h"
@@ -52,6 +59,11 @@ struct Entry {
 constexpr i32 kNoColumn = std::numeric_limits<i32>::max();
 
 // std::vector storage that is not zero-filled on resize (every element is written before use).
+// Blocks of kHugeFrom bytes or more are 2 MiB-aligned and, on Linux, asked to be backed by
+// transparent huge pages: the passes stream through ~100 MB of scratch, and 4 KiB pages would
+// cost a TLB miss every 512 entries.
+constexpr std::size_t kHugePage = std::size_t(1) << 21;
+constexpr std::size_t kHugeFrom = std::size_t(4) << 20;
 template <class T>
 struct default_init_allocator : std::allocator<T> {
   template <class U>
@@ -61,6 +73,26 @@ struct default_init_allocator : std::allocator<T> {
   default_init_allocator() noexcept = default;
   template <class U>
   default_init_allocator(const default_init_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T) - kHugePage)
+      throw std::bad_alloc();
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes < kHugeFrom) return std::allocator<T>::allocate(n);
+    const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = std::aligned_alloc(kHugePage, rounded);
+    if (p == nullptr) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without THP it is a no-op
+#endif
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (n * sizeof(T) < kHugeFrom) {
+      std::allocator<T>::deallocate(p, n);
+    } else {
+      std::free(p);
+    }
+  }
   template <class U>
   void construct(U* p) noexcept {
     ::new (static_cast<void*>(p)) U;
@@ -177,47 +209,111 @@ i64 sort_rows(const KnnLists& in, double gamma, i64 lo, i64 hi, Entry* l, i32* l
 }
 
 // ------------------------------------------------------------------------------ pass 3: merge
-// Union row: every j of L_i or T_i, w_ij = a_ij + a_ji (a missing direction counts 0), in
-// increasing j; entries of weight 0 are dropped. `a` and `b` may be read one entry past their
-// ends (the lists carry a padding entry). Returns the row length; adds the weights to `deg`.
-// Branch-free: selections are multiplications by 0 or 1 (weights are finite and >= 0), and
-// v > 0 is decided from the inputs (a sum of floats >= 0 rounds to at least the larger one).
-inline i64 merge_union(const Entry* a, i64 na, const Entry* b, i64 nb, Entry* out, double& deg) {
-  i64 p = 0, q = 0, o = 0;
-  while (p < na || q < nb) {
-    const Entry ea = a[p], eb = b[q];
-    const i32 ja = p < na ? ea.col : kNoColumn;
-    const i32 jb = q < nb ? eb.col : kNoColumn;
-    const int ta = ja <= jb, tb = jb <= ja;
-    const float wa = ea.w * static_cast<float>(ta), wb = eb.w * static_cast<float>(tb);
-    const float v = static_cast<float>(static_cast<double>(wa) + static_cast<double>(wb));
-    out[o] = Entry{ta ? ja : jb, v};
-    const int keep = (wa > 0.0f) | (wb > 0.0f);
-    o += keep;
-    deg += static_cast<double>(v * static_cast<float>(keep));
-    p += ta;
-    q += tb;
-  }
-  return o;
+// Bits of a float (weights are finite and >= 0: bits != 0 <=> w > 0).
+inline std::uint32_t fbits(float w) {
+  std::uint32_t u;
+  std::memcpy(&u, &w, sizeof u);
+  return u;
+}
+inline float bits_f(std::uint32_t u) {
+  float w;
+  std::memcpy(&w, &u, sizeof w);
+  return w;
 }
 
-// Reciprocal row: the j in both L_i and T_i, w_ij = (a_ij + a_ji) / 2, weight-0 entries dropped.
-inline i64 merge_mutual(const Entry* a, i64 na, const Entry* b, i64 nb, Entry* out,
-                        double& deg) {
-  i64 p = 0, q = 0, o = 0;
-  while (p < na && q < nb) {
-    const Entry ea = a[p], eb = b[q];
-    const int ta = ea.col <= eb.col, tb = eb.col <= ea.col;
-    const float v = static_cast<float>(
-        0.5 * (static_cast<double>(ea.w) + static_cast<double>(eb.w)));
-    out[o] = Entry{ea.col, v};
-    const int keep = ta & tb & ((ea.w > 0.0f) | (eb.w > 0.0f));
-    o += keep;
-    deg += static_cast<double>(v * static_cast<float>(keep));
-    p += ta;
-    q += tb;
+// One merge of two index-sorted lists a[p, na) and b[q, nb) into out[o, ...), as a cursor that
+// advances one output candidate per step without branches, so that two independent merges can be
+// interleaved (a single merge is bound by the latency of load -> compare -> cursor).
+// Union:      every j of a or b, w = a_j + b_j (a missing side counts 0; the float sum of two
+//             weights >= 0 is > 0 iff one of them is), weight-0 entries dropped.
+// Reciprocal: the j in both, w = (a_j + b_j) / 2, weight-0 entries dropped.
+// d sums the kept weights in double, in column order.
+template <bool Mutual>
+struct MergeCursor {
+  const Entry* a;  // next entry of a, ..., the end of a
+  const Entry* a_end;
+  const Entry* b;
+  const Entry* b_end;
+  Entry* out;      // next output slot
+  double d;
+
+  bool both() const { return a < a_end && b < b_end; }
+  void step() {
+    const Entry ea = *a, eb = *b;
+    const std::uint32_t ta = ea.col <= eb.col, tb = eb.col <= ea.col;
+    if constexpr (Mutual) {
+      const float v = static_cast<float>(
+          0.5 * (static_cast<double>(ea.w) + static_cast<double>(eb.w)));
+      *out = Entry{ea.col, v};
+      const std::uint32_t keep = ta & tb & ((fbits(ea.w) | fbits(eb.w)) != 0);
+      out += keep;
+      d += static_cast<double>(bits_f(fbits(v) & (0u - keep)));
+    } else {
+      const float wa = bits_f(fbits(ea.w) & (0u - ta)), wb = bits_f(fbits(eb.w) & (0u - tb));
+      const float v = wa + wb;  // = float(double(wa) + double(wb)): rounded once either way
+      *out = Entry{ta ? ea.col : eb.col, v};
+      out += fbits(v) != 0;
+      d += static_cast<double>(v);
+    }
+    a += ta;
+    b += tb;
   }
-  return o;
+  // Runs to the end: the rest of the merge, then (union) the tail of the longer list.
+  void finish() {
+    while (both()) step();
+    if constexpr (!Mutual) {
+      for (; a < a_end; ++a) tail(*a);
+      for (; b < b_end; ++b) tail(*b);
+    }
+  }
+  void tail(const Entry e) {
+    *out = e;
+    out += fbits(e.w) != 0;
+    d += static_cast<double>(e.w);
+  }
+};
+
+// Number of entries of b[0, nb) with a column < c (branch-free binary search).
+inline i64 count_below(const Entry* b, i64 nb, i32 c) {
+  i64 lo = 0;
+  while (nb > 1) {
+    const i64 half = nb / 2;
+    lo = b[lo + half - 1].col < c ? lo + half : lo;
+    nb -= half;
+  }
+  return lo + (nb == 1 && b[lo].col < c);
+}
+
+// Row i of W from L_i (a, na) and T_i (b, nb) into out; returns its length, adds its weights to
+// deg. The row is cut at the column c = a[na / 2]: a[0, h) with the b below c, and a[h, na) with
+// the rest, are two independent merges run in step; the second one writes after the longest the
+// first can be (union: h + qs entries; reciprocal: h, as each kept entry uses one of a[0, h)) and
+// is then moved down. Every store stays within out[0, na + nb) (union) or out[0, na)
+// (reciprocal), the room the caller leaves for the row.
+template <bool Mutual>
+inline i64 merge_in_halves(const Entry* a, i64 na, const Entry* b, i64 nb, Entry* out,
+                           double& deg) {
+  const i64 h = na / 2;
+  if (h < 4 || nb < 8) {
+    MergeCursor<Mutual> m{a, a + na, b, b + nb, out, 0.0};
+    m.finish();
+    deg += m.d;
+    return m.out - out;
+  }
+  const i64 qs = count_below(b, nb, a[h].col);
+  Entry* const out2 = out + (Mutual ? h : h + qs);
+  MergeCursor<Mutual> m1{a, a + h, b, b + qs, out, 0.0};
+  MergeCursor<Mutual> m2{a + h, a + na, b + qs, b + nb, out2, 0.0};
+  while (m1.both() && m2.both()) {
+    m1.step();
+    m2.step();
+  }
+  m1.finish();
+  m2.finish();
+  const i64 o2 = m2.out - out2;
+  if (m1.out < out2) std::memmove(m1.out, out2, sizeof(Entry) * o2);
+  deg += m1.d + m2.d;
+  return (m1.out - out) + o2;
 }
 
 // Explains why row i of the input is invalid (called once, after a parallel pass found it).
@@ -265,12 +361,14 @@ struct KnnGraphBuilder::State {
   raw_vector<Entry> stage;   // the entries (source, a_ji) of T = L^T grouped by partition ...
   raw_vector<std::uint8_t> stage_to;  // ... and their target rows (j mod 2^kPartShift)
   raw_vector<i64> toff;      // n + 1: row offsets of T
-  raw_vector<Entry> merged;  // the rows of W, row i at merged_at(i), rowptr[i] entries
+  raw_vector<Entry> merged;  // the rows of W, partition by partition (see merged_at)
   raw_vector<i64> rowptr;    // n + 1: row lengths, then their exclusive scan
   raw_vector<double> dinv;   // n: d_i^-1/2 (0 for isolated rows)
 
-  // Start of row i in `merged`: reciprocal rows have at most |L_i| <= k entries, union rows at
-  // most |L_i| + |T_i| <= k + |T_i|.
+  // Room before row i in `merged` for rows 0 .. i - 1 at their longest: reciprocal rows have at
+  // most |L_i| <= k entries, union rows at most |L_i| + |T_i| <= k + |T_i|. A partition's rows
+  // are written one after the other from merged_at(first row), without gaps, so the fill reads
+  // them as one stream.
   i64 merged_at(i64 i) const { return mutual ? i * k : i * k + toff[i]; }
 
   std::size_t bytes() const {
@@ -302,14 +400,16 @@ void KnnGraphBuilder::State::distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1
     t[pos[to[e]]++] = stage[e];
   }
   i64 b0 = 0;
+  Entry* out = merged.data() + merged_at(j0);  // the partition's rows, one after the other
   for (i64 i = j0; i < j1; ++i) {
     const Entry* a = l.data() + i * k;
     const i64 nb = (i + 1 < j1 ? toff[i + 1] : s1) - toff[i];
     const Entry* b = t.data() + b0;
-    Entry* out = merged.data() + merged_at(i);
     double deg = 0.0;
-    rowptr[i] = mutual ? merge_mutual(a, len[i], b, nb, out, deg)
-                       : merge_union(a, len[i], b, nb, out, deg);
+    const i64 m = mutual ? merge_in_halves<true>(a, len[i], b, nb, out, deg)
+                         : merge_in_halves<false>(a, len[i], b, nb, out, deg);
+    rowptr[i] = m;
+    out += m;
     dinv[i] = detail::inv_sqrt_degree(deg);
     b0 += nb;
   }
@@ -442,14 +542,21 @@ void KnnGraphBuilder::fill(i64* indptr, i32* indices, float* data) const {
   {
 #pragma omp for schedule(static) nowait
     for (i64 i = 0; i < n + 1; ++i) indptr[i] = s.rowptr[i];
+    const i64 parts = ((n - 1) >> kPartShift) + 1;
 #pragma omp for schedule(static) nowait
-    for (i64 i = 0; i < n; ++i) {
-      const Entry* src = s.merged.data() + s.merged_at(i);
-      const i64 o = s.rowptr[i], m = s.rowptr[i + 1] - o;
-      const double di = dinv[i];
-      for (i64 e = 0; e < m; ++e) {
-        indices[o + e] = src[e].col;
-        data[o + e] = detail::normalised(src[e].w, di, dinv[src[e].col]);
+    for (i64 p = 0; p < parts; ++p) {
+      const i64 j0 = p << kPartShift, j1 = std::min(n, (p + 1) << kPartShift);
+      // The partition's rows lie one after the other from merged_at(j0), as in the output.
+      const Entry* src = s.merged.data() + s.merged_at(j0);
+      const i64 o0 = s.rowptr[j0];
+      for (i64 i = j0; i < j1; ++i) {
+        const i64 o1 = s.rowptr[i + 1];
+        const double di = dinv[i];
+        for (i64 o = s.rowptr[i]; o < o1; ++o) {
+          const Entry e = src[o - o0];
+          indices[o] = e.col;
+          data[o] = detail::normalised(e.w, di, dinv[e.col]);
+        }
       }
     }
   }
