@@ -228,3 +228,41 @@ def test_hub_nodes_at_partition_edges(rng, mode):
     assert_graph_matches(g, reference_graph(sims, idx, 3.0, mode))
     lengths = np.diff(g.indptr)
     assert lengths[hubs].min() > (n // 2 if mode == "union" else 0)
+
+
+def _spread_lists(rng, n, k, span):
+    """Distinct neighbours (never the row itself) spread over about `span` indices around each
+    row, in random order, with similarities in [-0.3, 1]."""
+    step = (span - 1) // k
+    offsets = 1 + step * np.arange(k) + rng.integers(0, step, (n, k))  # increasing, in [1, span)
+    rows = np.arange(n)[:, None]
+    if span >= n:
+        idx = (rows + offsets) % n
+    else:
+        base = np.clip(rows - span // 2, 0, n - span)
+        idx = base + offsets - 1
+        idx[idx == rows] = base[(idx == rows).any(axis=1)].ravel() + span - 1  # keep them distinct
+    idx = rng.permuted(idx, axis=1)
+    sims = rng.uniform(-0.3, 1.0, (n, k)).astype(np.float32)
+    return sims, idx.astype(np.int64)
+
+
+@pytest.mark.parametrize("k", [24, 64])
+def test_rows_spanning_more_and_less_than_2_16_indices(rng, k):
+    # n > 2^16: rows whose indices span >= 2^16 - 1 are ranked on 32-bit keys, the others
+    # (local rows) on 16-bit keys; both kinds, interleaved, and a repeated neighbour in each
+    n = 70000
+    s_wide, i_wide = _spread_lists(rng, n, k, n)
+    s_local, i_local = _spread_lists(rng, n, k, 60000)
+    sims = np.where(np.arange(n)[:, None] % 2 == 0, s_wide, s_local)
+    idx = np.where(np.arange(n)[:, None] % 2 == 0, i_wide, i_local)
+    wide = np.ptp(idx, axis=1) >= 0xFFFF
+    assert 10000 < wide.sum() < n - 10000
+    for mode in MODES:
+        g = dalcore.knn_graph((sims, idx), gamma=3.0, mode=mode)
+        assert_graph_matches(g, reference_graph(sims, idx, 3.0, mode))
+    for r in (np.flatnonzero(wide)[-1], np.flatnonzero(~wide)[-1]):  # a wide row, a local one
+        bad = idx.copy()
+        bad[r, k - 1] = bad[r, 0]
+        with pytest.raises(ValueError, match=f"row {r} lists neighbour {bad[r, 0]} more than"):
+            dalcore.knn_graph((sims, bad))
