@@ -510,12 +510,21 @@ i64 KnnGraphBuilder::State::build(const KnnLists& in, double gamma) {
       Entry* st = stage.data();
       std::uint8_t* st_to = stage_to.data();
       constexpr i32 kPartMask = (i32(1) << kPartShift) - 1;
+      const Entry* lrows = l.data();
+      const i32* lens = len.data();
       for (i64 i = lo; i < hi; ++i) {
-        const Entry* row = l.data() + i * k;
-        for (i32 e = 0; e < len[i]; ++e) {
-          const i64 at = cur[row[e].col >> kPartShift]++;
-          st[at] = Entry{static_cast<i32>(i), row[e].w};
-          st_to[at] = static_cast<std::uint8_t>(row[e].col & kPartMask);
+        const Entry* row = lrows + i * k;
+        const i32 m = lens[i];
+        // Even places, then odd ones: neighbours in one partition sit side by side in the sorted
+        // row, and back-to-back increments of one cursor would wait on each other. (The order
+        // within a row is free: a target row gets at most one entry from each source.)
+        for (i32 e0 = 0; e0 < 2; ++e0) {
+          for (i32 e = e0; e < m; e += 2) {
+            const Entry r = row[e];
+            const i64 at = cur[r.col >> kPartShift]++;
+            st[at] = Entry{static_cast<i32>(i), r.w};
+            st_to[at] = static_cast<std::uint8_t>(r.col & kPartMask);
+          }
         }
       }
 #pragma omp barrier
