@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -81,13 +82,102 @@ ArgMax farthest_rows(const float* x, std::int64_t d, std::int64_t begin, std::in
   return best;
 }
 
+// Squared distances of P rows a[0..P) to L rows b[0..L) (out[p * L + q]), each summed exactly as
+// kcenter_ops::sq_dist does (16 lane sums in k order, then the same pairwise fold), so the
+// results are bit-identical to P * L calls of sq_dist; the block reuses every loaded chunk P or
+// L times and folds the lanes once per pair.
+typedef float v16f __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+// Always inlined: called from multiversioned loops, it must be compiled for their ISA.
+template <int P, int L>
+[[gnu::always_inline]] inline void sq_dist_block(const float* const* a, const float* const* b,
+                                                std::int64_t d, float* out) {
+  v16f acc[P][L];
+  for (int p = 0; p < P; ++p)
+    for (int q = 0; q < L; ++q) acc[p][q] = v16f{};
+  std::int64_t k = 0;
+  for (; k + kcenter_ops::kLanes <= d; k += kcenter_ops::kLanes) {
+    v16f va[P], vb[L];
+    for (int p = 0; p < P; ++p) std::memcpy(&va[p], a[p] + k, sizeof(v16f));
+    for (int q = 0; q < L; ++q) std::memcpy(&vb[q], b[q] + k, sizeof(v16f));
+    for (int p = 0; p < P; ++p)
+      for (int q = 0; q < L; ++q) {
+        const v16f t = va[p] - vb[q];
+        acc[p][q] += t * t;
+      }
+  }
+  for (int p = 0; p < P; ++p)
+    for (int q = 0; q < L; ++q) {
+      if (k < d) {  // d not a multiple of 16: the tail goes to lanes 0, 1, ... as in sq_dist
+        float lane[kcenter_ops::kLanes];
+        std::memcpy(lane, &acc[p][q], sizeof(lane));
+        for (std::int64_t kk = k, l = 0; kk < d; ++kk, ++l) {
+          const float t = a[p][kk] - b[q][kk];
+          lane[l] += t * t;
+        }
+        std::memcpy(&acc[p][q], lane, sizeof(lane));
+      }
+      // sq_dist's fold, on vectors: lanes l and l + 8, then l and l + 4, l and l + 2, 0 and 1
+      v8f h8[2];
+      std::memcpy(h8, &acc[p][q], sizeof(h8));
+      const v8f s8 = h8[0] + h8[1];
+      v4f h4[2];
+      std::memcpy(h4, &s8, sizeof(h4));
+      const v4f s4 = h4[0] + h4[1];
+      out[p * L + q] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+    }
+}
+
 // Rows [begin, end): min_d and nearest labeled position against the labeled rows
-// [j0, j1) of `labeled` (a block that stays in cache while the rows stream past).
+// [j0, j1) of `labeled` (a block that stays in cache while the rows stream past). Blocks of
+// 4 rows x 2 labeled rows (sq_dist_block); the updates run in labeled order, so ties keep the
+// lowest position as with one sq_dist per pair.
 DALCORE_MULTIVERSION
 void labeled_rows(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
                   const std::int64_t* labeled, std::int64_t j0, std::int64_t j1, float* min_d,
                   std::int64_t* nearest) {
-  for (std::int64_t i = begin; i < end; ++i) {
+  constexpr int P = 4, L = 2;
+  std::int64_t i = begin;
+  for (; i + P <= end; i += P) {
+    const float* xa[P];
+    float m[P];
+    std::int64_t arg[P];
+    for (int p = 0; p < P; ++p) {
+      xa[p] = x + (i + p) * d;
+      m[p] = min_d[i + p];
+      arg[p] = nearest[i + p];
+    }
+    std::int64_t j = j0;
+    for (; j + L <= j1; j += L) {
+      const float* xb[L];
+      for (int q = 0; q < L; ++q) xb[q] = x + labeled[j + q] * d;
+      float s[P * L];
+      sq_dist_block<P, L>(xa, xb, d, s);
+      for (int p = 0; p < P; ++p)
+        for (int q = 0; q < L; ++q)
+          if (s[p * L + q] < m[p]) {
+            m[p] = s[p * L + q];
+            arg[p] = j + q;
+          }
+    }
+    for (; j < j1; ++j) {
+      const float* xb = x + labeled[j] * d;
+      for (int p = 0; p < P; ++p) {
+        const float s = sq_dist(xa[p], xb, d);
+        if (s < m[p]) {
+          m[p] = s;
+          arg[p] = j;
+        }
+      }
+    }
+    for (int p = 0; p < P; ++p) {
+      if (min_d[i + p] < 0.0f) continue;  // a centre keeps its sentinel
+      min_d[i + p] = m[p];
+      nearest[i + p] = arg[p];
+    }
+  }
+  for (; i < end; ++i) {
     float m = min_d[i];
     if (m < 0.0f) continue;
     const float* xi = x + i * d;
@@ -101,6 +191,26 @@ void labeled_rows(const float* x, std::int64_t d, std::int64_t begin, std::int64
     }
     min_d[i] = m;
     nearest[i] = arg;
+  }
+}
+
+// dist2[g] = squared distance from xc to the row of centre[g], for g in [g0, g1) (-1: none;
+// then dist2[g] is left alone). Four centres per sq_dist_block.
+DALCORE_MULTIVERSION
+void centre_distances(const float* x, std::int64_t d, const std::int64_t* centre, std::int64_t g0,
+                      std::int64_t g1, const float* xc, float* dist2) {
+  constexpr int L = 4;
+  const float* const a[1] = {xc};
+  for (std::int64_t g = g0; g < g1; g += L) {
+    const float* b[L];
+    for (int q = 0; q < L; ++q) {
+      const std::int64_t c = g + q < g1 ? centre[g + q] : -1;
+      b[q] = c >= 0 ? x + c * d : xc;  // placeholder rows give 0, not stored
+    }
+    float s[L];
+    sq_dist_block<1, L>(a, b, d, s);
+    for (int q = 0; q < L && g + q < g1; ++q)
+      if (centre[g + q] >= 0) dist2[g + q] = s[q];
   }
 }
 
@@ -323,14 +433,19 @@ class PrunedState {
     const float* xc = x_ + c * d_;
     const std::int64_t ng = static_cast<std::int64_t>(centre_.size());
     // Which groups can c affect? O(#groups * d).
+    constexpr std::int64_t kGroupBlock = 256;
+    const std::int64_t ngb = (ng + kGroupBlock - 1) / kGroupBlock;
 #pragma omp parallel for schedule(static) if (ng * d_ > (1 << 20))
+    for (std::int64_t gb = 0; gb < ngb; ++gb)
+      centre_distances(x_, d_, centre_.data(), gb * kGroupBlock,
+                       std::min(ng, (gb + 1) * kGroupBlock), xc, dac2_.data());
     for (std::int64_t g = 0; g < ng; ++g) {
       const ArgMax& b = best_[static_cast<std::size_t>(g)];
       const std::int64_t a = centre_[static_cast<std::size_t>(g)];
       bool scan = b.index >= 0;  // empty groups have nothing to update
       float dac2 = -1.0f;        // no centre: no point can be skipped
       if (scan && a >= 0) {
-        dac2 = sq_dist(x_ + a * d_, xc, d_);
+        dac2 = dac2_[static_cast<std::size_t>(g)];
         // c's own group is always swept: its arg-max (c) has to be replaced.
         if (g != g_of_c) scan = !kcenter_ops::group_unaffected(dac2, b.value);
       }
