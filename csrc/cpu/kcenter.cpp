@@ -225,10 +225,18 @@ std::int64_t scan_groups(const float* x, std::int64_t d, std::int64_t begin, std
                  const float* xc, std::int32_t g_new, const unsigned char* scan, float* min_d,
                  std::int32_t* group, const float* dac2, ArgMax* best, std::int64_t* count,
                  std::int64_t* rows) {
-  std::int64_t nr = 0;
+  // The block's points in scanned groups, listed without a branch (which group a point is in
+  // follows no pattern: a test per point would mispredict); `rows` holds them, then the rows to
+  // read (never more than the listed points, written behind the read position).
+  std::int64_t nl = 0;
   for (std::int64_t i = begin; i < end; ++i) {
+    rows[nl] = i;
+    nl += scan[group[i]];  // centres sit in a group that is never scanned
+  }
+  std::int64_t nr = 0;
+  for (std::int64_t u = 0; u < nl; ++u) {
+    const std::int64_t i = rows[u];
     const std::int32_t g = group[i];
-    if (!scan[g]) continue;  // centres sit in a group that is never scanned
     const float m = min_d[i];
     // The same test point by point: p is unaffected when d(a, c) >= 2 d(p, a); its row need not
     // be read, it stays in its group.
