@@ -440,10 +440,11 @@ class PrunedState {
     group_[static_cast<std::size_t>(c)] = centre_group_;
     const float* xc = x_ + c * d_;
     const std::int64_t ng = static_cast<std::int64_t>(centre_.size());
-    // Which groups can c affect? O(#groups * d).
+    // Which groups can c affect? O(#groups * d); on all threads from 2^16 floats (~8 us of work
+    // on one core, several times a fork/join).
     constexpr std::int64_t kGroupBlock = 256;
     const std::int64_t ngb = (ng + kGroupBlock - 1) / kGroupBlock;
-#pragma omp parallel for schedule(static) if (ng * d_ > (1 << 20))
+#pragma omp parallel for schedule(static) if (ng * d_ > (1 << 16))
     for (std::int64_t gb = 0; gb < ngb; ++gb)
       centre_distances(x_, d_, centre_.data(), gb * kGroupBlock,
                        std::min(ng, (gb + 1) * kGroupBlock), xc, dac2_.data());
