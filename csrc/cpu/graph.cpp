@@ -5,8 +5,8 @@
 //               in registers by a rank sort (an entry's place is the number of smaller indices in
 //               its row, counted with vector compares, on 16-bit keys where the row's indices
 //               span less than 2^16; a repeated index shows as a short rank sum); the self entry
-//               is dropped. Row i of L sits at i * k. Each thread counts its
-//               entries per partition of 2^kPartShift target rows.
+//               is dropped. Row i of L sits at i * k. Each thread counts its entries per
+//               partition of 2^kPartShift target rows.
 // 2. stage:     T = L^T by a stable two-level counting sort. Rather than scattering into n buckets
 //               (a cache miss per entry), each thread appends its entries, in row order, to their
 //               partition;
@@ -266,7 +266,7 @@ inline float bits_f(std::uint32_t u) {
   return w;
 }
 
-// One merge of two index-sorted lists a[p, na) and b[q, nb) into out[o, ...), as a cursor that
+// One merge of two index-sorted lists [a, a_end) and [b, b_end) into out, as a cursor that
 // advances one output candidate per step without branches, so that two independent merges can be
 // interleaved (a single merge is bound by the latency of load -> compare -> cursor).
 // Union:      every j of a or b, w = a_j + b_j (a missing side counts 0; the float sum of two
@@ -400,7 +400,7 @@ struct KnnGraphBuilder::State {
   i64 n = 0, k = 0, nnz = 0;
   bool mutual = true;
   int threads = 1;
-  raw_vector<Entry> l;       // n * k + 1: row i at i * k, len[i] entries sorted by index
+  raw_vector<Entry> l;       // n * k: row i at i * k, len[i] entries sorted by index
   raw_vector<i32> len;       // n
   raw_vector<i64> part;      // threads * (partitions + 1): entry counts, then cursors
   raw_vector<Entry> stage;   // the entries (source, a_ji) of T = L^T grouped by partition ...
@@ -439,8 +439,7 @@ void KnnGraphBuilder::State::distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1
     pos[j - j0 + 1] += pos[j - j0];
     toff[j] = s0 + pos[j - j0];
   }
-  t.resize(static_cast<std::size_t>(s1 - s0) + 1);  // + 1: merge reads one entry past a row
-  t.back() = Entry{kNoColumn, 0.0f};
+  t.resize(static_cast<std::size_t>(s1 - s0));
   for (i64 e = s0; e < s1; ++e) {  // stable: the stage holds each bucket's sources in order
     t[pos[to[e]]++] = stage[e];
   }
@@ -464,8 +463,7 @@ i64 KnnGraphBuilder::State::build(const KnnLists& in, double gamma) {
   const i64 parts = ((n - 1) >> kPartShift) + 1;
   const auto N = static_cast<std::size_t>(n);
   const auto P = static_cast<std::size_t>(parts) + 1;
-  l.resize(N * static_cast<std::size_t>(k) + 1);
-  l.back() = Entry{kNoColumn, 0.0f};
+  l.resize(N * static_cast<std::size_t>(k));
   len.resize(N);
   part.resize(static_cast<std::size_t>(threads) * P);
   toff.resize(N + 1);
