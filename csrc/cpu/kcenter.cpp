@@ -3,21 +3,24 @@
 // State: min_d[i], the squared distance of point i to its nearest centre (labeled points and
 // picks; centres hold the sentinel kCenter). A pick is the arg-max of min_d (lowest index on ties);
 // adding centre c updates min_d[i] = min(min_d[i], |x_i - x_c|^2). Memory beyond the features is
-// O(N): min_d, and for the pruned path a group id per point.
+// O(N): min_d, and for the pruned path the member lists of the groups.
 //
 // Unpruned: one fused pass over the rows per pick (distance, min update, arg-max per chunk; the
 // chunks' results are combined in chunk order with the lowest-index tie-break, so the pick does not
 // depend on the number of threads or the schedule).
 //
-// Pruned: points are grouped by the centre that gives their min-distance (group[i]). When c is
-// added, a group with centre a and largest squared min-distance r2 is skipped when
-// d(a, c) >= 2 sqrt(r2) (with a small safety margin, see kcenter_ops::group_unaffected): by the
-// triangle inequality none of its points gets closer to c. One sweep in index order then reads
-// only the rows of the other groups (software prefetch, since skipping rows defeats the hardware
-// prefetcher); a point that gets closer to c joins c's group. Each group keeps its arg-max and
-// size, so a pick is an arg-max over groups. Same min-distances, hence the same picks, as the
-// unpruned pass. The cost per pick is O(#centres * d) for the test, O(N) int reads for the sweep
-// and d floats per row of the groups c can affect.
+// Pruned: points are grouped by the centre that gives their min-distance, each group a list of
+// its members. When c is added, a group with centre a and largest squared min-distance r2 is
+// skipped when d(a, c) >= 2 sqrt(r2) (with a small safety margin, see
+// kcenter_ops::group_unaffected): by the triangle inequality none of its points gets closer to c.
+// The members of the other groups are visited (groups spread over the threads), the same test
+// clears most of them point by point, and only the remaining rows are read (software prefetch:
+// the rows lie anywhere); a point that gets closer to c moves to c's group. Each group keeps its
+// arg-max (lowest index on ties, whatever the order of its list), so a pick is an arg-max over
+// groups. Same min-distances, hence the same picks, as the unpruned pass. The cost per pick is
+// O(#centres * d) for the test, the members of the affected groups, and d floats per row read.
+// The distances to the labeled set and to the centres are computed in register blocks
+// (sq_dist_block), summed exactly as sq_dist.
 //
 // The row loops are compiled for AVX-512, AVX2 and baseline x86-64 (GCC function
 // multiversioning, chosen at run time) so the binary stays portable.
@@ -214,66 +217,54 @@ void centre_distances(const float* x, std::int64_t d, const std::int64_t* centre
   }
 }
 
-// Rows [begin, end) of the pruned pass: only rows whose group is flagged in `scan` are read.
-// A row that gets closer to c moves to group g_new. best[g] collects the arg-max of the rows of
-// group g seen here and count[g] their number (this thread's slots; only flagged groups and
-// g_new are written). Returns the number of rows read. `rows` is scratch for end - begin indices: the rows to read are listed
-// first, then read with software prefetch a few rows ahead (skipping rows defeats the hardware
-// prefetcher).
+// One group of the pruned pass: its members[0, count), whose centre lies at squared distance
+// dac2 from the new centre xc (dac2 < 0: no centre, no point can be cleared). A point p is
+// cleared without reading its row when d(a, c) >= 2 d(p, a) (kcenter_ops::group_unaffected, the
+// group test point by point); the others are read, with software prefetch a few rows ahead
+// (the rows lie anywhere: the hardware prefetcher cannot follow). A point that gets closer to xc
+// leaves for c's group (appended to `movers` with its new min-distance); centres (min_d < 0, the
+// new centre itself) are dropped; the rest are compacted in place and their arg-max goes to
+// `best`. `scratch` holds count indices. Returns the new member count; adds the rows read to
+// `rows_read`.
 DALCORE_MULTIVERSION
-std::int64_t scan_groups(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
-                 const float* xc, std::int32_t g_new, const unsigned char* scan, float* min_d,
-                 std::int32_t* group, const float* dac2, ArgMax* best, std::int64_t* count,
-                 std::int64_t* rows) {
-  // The block's points in scanned groups, listed without a branch (which group a point is in
-  // follows no pattern: a test per point would mispredict); `rows` holds them, then the rows to
-  // read (never more than the listed points, written behind the read position).
-  std::int64_t nl = 0;
-  for (std::int64_t i = begin; i < end; ++i) {
-    rows[nl] = i;
-    nl += scan[group[i]];  // centres sit in a group that is never scanned
-  }
-  std::int64_t nr = 0;
-  for (std::int64_t u = 0; u < nl; ++u) {
-    const std::int64_t i = rows[u];
-    const std::int32_t g = group[i];
+std::int64_t sweep_members(const float* x, std::int64_t d, const float* xc, float dac2,
+                           std::int64_t* members, std::int64_t count, float* min_d,
+                           std::int64_t* scratch, std::vector<ArgMax>& movers, ArgMax& best,
+                           std::int64_t& rows_read) {
+  std::int64_t w = 0, nr = 0;
+  for (std::int64_t u = 0; u < count; ++u) {
+    const std::int64_t i = members[u];
     const float m = min_d[i];
-    // The same test point by point: p is unaffected when d(a, c) >= 2 d(p, a); its row need not
-    // be read, it stays in its group.
-    if (kcenter_ops::group_unaffected(dac2[g], m)) {
-      ++count[g];
-      if (kcenter_ops::beats(ArgMax{m, i}, best[g])) best[g] = ArgMax{m, i};
+    if (m < 0.0f) continue;
+    if (kcenter_ops::group_unaffected(dac2, m)) {
+      members[w++] = i;  // w <= u: never ahead of the reads
+      if (kcenter_ops::beats(ArgMax{m, i}, best)) best = ArgMax{m, i};
     } else {
-      rows[nr++] = i;
+      scratch[nr++] = i;
     }
   }
-  // Nearly every row of the block to read: the hardware prefetcher does the job.
-  const std::int64_t kAhead = 4 * nr > 3 * (end - begin) ? 0 : 4;
+  rows_read += nr;
+  constexpr std::int64_t kAhead = 4;
   const std::int64_t row_bytes = d * static_cast<std::int64_t>(sizeof(float));
-  for (std::int64_t k = 0; k < std::min(kAhead, nr); ++k)
-    for (std::int64_t off = 0; off < row_bytes; off += 64)
-      __builtin_prefetch(reinterpret_cast<const char*>(x + rows[k] * d) + off);
+  auto prefetch_row = [&](std::int64_t i) {
+    const char* r = reinterpret_cast<const char*>(x + i * d);
+    for (std::int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(r + off);
+  };
+  for (std::int64_t k = 0; k < std::min(kAhead, nr); ++k) prefetch_row(scratch[k]);
   for (std::int64_t k = 0; k < nr; ++k) {
-    if (kAhead > 0 && k + kAhead < nr) {
-      const char* next = reinterpret_cast<const char*>(x + rows[k + kAhead] * d);
-      for (std::int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off);
-    }
-    const std::int64_t i = rows[k];
-    const std::int32_t g = group[i];
+    if (k + kAhead < nr) prefetch_row(scratch[k + kAhead]);
+    const std::int64_t i = scratch[k];
     const float m = min_d[i];
     const float s = sq_dist(x + i * d, xc, d);
     if (s < m) {
       min_d[i] = s;
-      group[i] = g_new;
-      ++count[g_new];
-      // beats(): blocks may reach a thread out of index order, so ties need the index test.
-      if (kcenter_ops::beats(ArgMax{s, i}, best[g_new])) best[g_new] = ArgMax{s, i};
+      movers.push_back(ArgMax{s, i});
     } else {
-      ++count[g];
-      if (kcenter_ops::beats(ArgMax{m, i}, best[g])) best[g] = ArgMax{m, i};
+      members[w++] = i;
+      if (kcenter_ops::beats(ArgMax{m, i}, best)) best = ArgMax{m, i};
     }
   }
-  return nr;
+  return w;
 }
 
 // ---------------------------------------------------------------- parallel helpers
@@ -366,45 +357,39 @@ double run_unpruned(const float* x, std::int64_t n, std::int64_t d, std::int64_t
 
 // ---------------------------------------------------------------- pruned
 
-// Points grouped by the centre that gives their min-distance (group[i]); one sweep per pick in
-// index order over the points of the groups the new centre may affect.
+// Points grouped by the centre that gives their min-distance, each group a list of its members.
+// A pick visits only the members of the groups the new centre may affect: no pass over all N.
 class PrunedState {
  public:
-  // Floats to read below which a sweep runs on one thread.
-  static constexpr std::int64_t kParallelWork = std::int64_t{1} << 17;
-  // Rows per block of a sweep.
-  static constexpr std::int64_t kRows = 2048;
+  // Members to visit below which a pick runs on one thread. Low: even a few hundred members
+  // (a few dozen rows to read) gain from the second thread (N = 50k, d = 128, 1000 picks,
+  // 2 threads: thresholds of 0-512 ran 20-35 % faster than 4096-16384).
+  static constexpr std::int64_t kParallelMembers = 256;
 
   PrunedState(const float* x, std::int64_t n, std::int64_t d, std::int64_t max_groups,
               std::vector<float>& min_d)
-      : x_(x), n_(n), d_(d), min_d_(min_d), group_(static_cast<std::size_t>(n), 0),
-        scan_(static_cast<std::size_t>(max_groups), 0),
-        dac2_(static_cast<std::size_t>(max_groups), -1.0f),
-        nthreads_(omp_get_max_threads()),
-        tbest_(static_cast<std::size_t>(nthreads_ * max_groups), argmax_none()),
-        tcount_(static_cast<std::size_t>(nthreads_ * max_groups), 0),
-        rows_(static_cast<std::size_t>(nthreads_ * kRows)),
-        read_(static_cast<std::size_t>(nthreads_), 0),
-        centre_group_(static_cast<std::int32_t>(max_groups - 1)) {
+      : x_(x), n_(n), d_(d), min_d_(min_d), dac2_(static_cast<std::size_t>(max_groups), -1.0f),
+        nthreads_(omp_get_max_threads()), scratch_(static_cast<std::size_t>(nthreads_)),
+        movers_(static_cast<std::size_t>(nthreads_)),
+        read_(static_cast<std::size_t>(nthreads_), 0) {
     centre_.reserve(static_cast<std::size_t>(max_groups));
     best_.reserve(static_cast<std::size_t>(max_groups));
+    members_.reserve(static_cast<std::size_t>(max_groups));
   }
 
-  // Groups from the labeled points (nearest[i] = position in `labeled`).
+  // Groups from the labeled points (nearest[i] = position in `labeled`), members in index order.
   void init_groups(const std::int64_t* labeled, std::int64_t n_labeled,
                    const std::vector<std::int64_t>& nearest) {
-    for (std::int64_t i = 0; i < n_; ++i)
-      group_[static_cast<std::size_t>(i)] = min_d_[static_cast<std::size_t>(i)] >= 0.0f
-                                                ? static_cast<std::int32_t>(nearest[i])
-                                                : centre_group_;
     centre_.assign(labeled, labeled + n_labeled);
     best_.assign(static_cast<std::size_t>(n_labeled), argmax_none());
-    size_.assign(static_cast<std::size_t>(n_labeled), 0);
-    for (std::int64_t i = 0; i < n_; ++i)
-      if (min_d_[static_cast<std::size_t>(i)] >= 0.0f) ++size_[static_cast<std::size_t>(nearest[i])];
-    scanned_.clear();
-    for (std::int64_t g = 0; g < n_labeled; ++g) scanned_.push_back(static_cast<std::int32_t>(g));
-    sweep(nullptr, -1);
+    members_.assign(static_cast<std::size_t>(n_labeled), {});
+    for (std::int64_t i = 0; i < n_; ++i) {
+      const float m = min_d_[static_cast<std::size_t>(i)];
+      if (m < 0.0f) continue;
+      const auto g = static_cast<std::size_t>(nearest[static_cast<std::size_t>(i)]);
+      members_[g].push_back(i);
+      if (kcenter_ops::beats(ArgMax{m, i}, best_[g])) best_[g] = ArgMax{m, i};
+    }
   }
 
   // Nothing labeled: one group without a centre (never pruned) holding every point.
@@ -412,7 +397,9 @@ class PrunedState {
     centre_.assign(1, -1);
     // Marks the group as non-empty (scanned by the first centre, which moves every point out).
     best_.assign(1, ArgMax{kInf, 0});
-    size_.assign(1, n_);
+    members_.assign(1, {});
+    members_[0].reserve(static_cast<std::size_t>(n_));
+    for (std::int64_t i = 0; i < n_; ++i) members_[0].push_back(i);
   }
 
   // Rows whose features the last add_centre read.
@@ -437,7 +424,6 @@ class PrunedState {
   // Adds centre c, the arg-max of group g_of_c (-1: from no group, e.g. the mean pick).
   void add_centre(std::int64_t c, std::int64_t g_of_c) {
     min_d_[static_cast<std::size_t>(c)] = kCenter;
-    group_[static_cast<std::size_t>(c)] = centre_group_;
     const float* xc = x_ + c * d_;
     const std::int64_t ng = static_cast<std::int64_t>(centre_.size());
     // Which groups can c affect? O(#groups * d); on all threads from 2^16 floats (~8 us of work
@@ -448,6 +434,8 @@ class PrunedState {
     for (std::int64_t gb = 0; gb < ngb; ++gb)
       centre_distances(x_, d_, centre_.data(), gb * kGroupBlock,
                        std::min(ng, (gb + 1) * kGroupBlock), xc, dac2_.data());
+    scanned_.clear();
+    std::int64_t visit = 0;
     for (std::int64_t g = 0; g < ng; ++g) {
       const ArgMax& b = best_[static_cast<std::size_t>(g)];
       const std::int64_t a = centre_[static_cast<std::size_t>(g)];
@@ -455,101 +443,60 @@ class PrunedState {
       float dac2 = -1.0f;        // no centre: no point can be skipped
       if (scan && a >= 0) {
         dac2 = dac2_[static_cast<std::size_t>(g)];
-        // c's own group is always swept: its arg-max (c) has to be replaced.
+        // c's own group is always swept: c has to leave it and its arg-max (c) be replaced.
         if (g != g_of_c) scan = !kcenter_ops::group_unaffected(dac2, b.value);
       }
-      scan_[static_cast<std::size_t>(g)] = scan ? 1 : 0;
       dac2_[static_cast<std::size_t>(g)] = dac2;
+      if (scan) {
+        scanned_.push_back(static_cast<std::int32_t>(g));
+        visit += static_cast<std::int64_t>(members_[static_cast<std::size_t>(g)].size());
+      }
     }
     std::fill(read_.begin(), read_.end(), 0);
-    scanned_.clear();
-    for (std::int64_t g = 0; g < ng; ++g)
-      if (scan_[static_cast<std::size_t>(g)]) scanned_.push_back(static_cast<std::int32_t>(g));
+    for (auto& mv : movers_) mv.clear();
+    // Groups swept on several threads, whole groups at a time (largest first would balance
+    // better, but groups are small after the first picks).
+    const std::int64_t ns = static_cast<std::int64_t>(scanned_.size());
+#pragma omp parallel for schedule(dynamic, 1) if (visit > kParallelMembers)
+    for (std::int64_t k = 0; k < ns; ++k) {
+      const auto tid = static_cast<std::size_t>(omp_get_thread_num());
+      const auto g = static_cast<std::size_t>(scanned_[static_cast<std::size_t>(k)]);
+      std::vector<std::int64_t>& mem = members_[g];
+      std::vector<std::int64_t>& scratch = scratch_[tid];
+      if (scratch.size() < mem.size()) scratch.resize(mem.size());
+      ArgMax best = argmax_none();
+      const std::int64_t kept = sweep_members(
+          x_, d_, xc, dac2_[g], mem.data(), static_cast<std::int64_t>(mem.size()),
+          min_d_.data(), scratch.data(), movers_[tid], best, read_[tid]);
+      mem.resize(static_cast<std::size_t>(kept));
+      best_[g] = best;
+    }
+    // c's group: the points that got closer to c, from every thread.
     centre_.push_back(c);
-    best_.push_back(argmax_none());
-    size_.push_back(0);
-    scan_[static_cast<std::size_t>(ng)] = 0;
-    if (!scanned_.empty()) sweep(xc, static_cast<std::int32_t>(ng));
+    members_.emplace_back();
+    ArgMax best = argmax_none();
+    std::vector<std::int64_t>& mine = members_.back();
+    for (const auto& mv : movers_)
+      for (const ArgMax& a : mv) {
+        mine.push_back(a.index);
+        if (kcenter_ops::beats(a, best)) best = a;
+      }
+    best_.push_back(best);
   }
 
  private:
-  // One sweep over the rows of the scanned groups (with xc: add that centre, moving points to
-  // g_new; without: just the arg-maxes). Recomputes best_ of the scanned groups and g_new.
-  void sweep(const float* xc, std::int32_t g_new) {
-    const std::int64_t mg = static_cast<std::int64_t>(scan_.size());
-    for (const std::int32_t g : scanned_) scan_[static_cast<std::size_t>(g)] = 1;
-    for (std::int64_t t = 0; t < nthreads_; ++t) {
-      ArgMax* tb = tbest_.data() + t * mg;
-      std::int64_t* tc = tcount_.data() + t * mg;
-      for (const std::int32_t g : scanned_) {
-        tb[g] = argmax_none();
-        tc[g] = 0;
-      }
-      if (g_new >= 0) {
-        tb[g_new] = argmax_none();
-        tc[g_new] = 0;
-      }
-    }
-    // Rows to read; a short sweep runs on one thread (waking the others would cost more).
-    std::int64_t rows = 0;
-    for (const std::int32_t g : scanned_) rows += size_[static_cast<std::size_t>(g)];
-    const bool parallel = rows * d_ + n_ / 4 > kParallelWork;
-    const std::int64_t nblk = (n_ + kRows - 1) / kRows;
-    const float* x = x_;
-    const std::int64_t d = d_, n = n_;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-    for (std::int64_t blk = 0; blk < nblk; ++blk) {
-      const std::int64_t tid = omp_get_thread_num();
-      ArgMax* tb = tbest_.data() + tid * mg;
-      std::int64_t* tc = tcount_.data() + tid * mg;
-      const std::int64_t b = blk * kRows, e = std::min(n, b + kRows);
-      if (xc) {
-        read_[static_cast<std::size_t>(tid)] +=
-            scan_groups(x, d, b, e, xc, g_new, scan_.data(), min_d_.data(), group_.data(),
-                        dac2_.data(), tb, tc, rows_.data() + tid * kRows);
-      } else {
-        for (std::int64_t i = b; i < e; ++i) {
-          const float m = min_d_[static_cast<std::size_t>(i)];
-          const std::int32_t g = group_[static_cast<std::size_t>(i)];
-          if (m < 0.0f || !scan_[static_cast<std::size_t>(g)]) continue;
-          ++tc[g];
-          if (kcenter_ops::beats(ArgMax{m, i}, tb[g])) tb[g] = ArgMax{m, i};
-        }
-      }
-    }
-    // Per-thread arg-maxes -> groups (the combination is order-independent: same result for
-    // any thread count or schedule).
-    auto combine = [&](std::int32_t g) {
-      ArgMax b = argmax_none();
-      std::int64_t count = 0;
-      for (std::int64_t t = 0; t < nthreads_; ++t) {
-        const std::size_t slot = static_cast<std::size_t>(t * mg + g);
-        b = ArgMaxOp{}(b, tbest_[slot]);
-        count += tcount_[slot];
-      }
-      best_[static_cast<std::size_t>(g)] = b;
-      size_[static_cast<std::size_t>(g)] = count;
-    };
-    for (const std::int32_t g : scanned_) combine(g);
-    if (g_new >= 0) combine(g_new);
-  }
-
   const float* x_;
   std::int64_t n_, d_;
   std::vector<float>& min_d_;
-  std::vector<std::int32_t> group_;       // group of each point (meaningless for centres)
-  std::vector<unsigned char> scan_;       // per group: scanned in the current sweep
-  std::vector<float> dac2_;               // per group: squared distance centre - c (-1: none)
+  std::vector<float> dac2_;                         // per group: squared distance centre - c
   std::int64_t nthreads_;
-  std::vector<ArgMax> tbest_;             // per thread x group arg-maxes of the current sweep
-  std::vector<std::int64_t> tcount_;      // per thread x group member counts of the sweep
-  std::vector<std::int64_t> size_;        // number of (non-centre) points in each group
-  std::vector<std::int64_t> rows_;        // per thread: rows of a block to read
-  std::vector<std::int64_t> read_;        // per thread: rows read in the current sweep
-  std::int32_t centre_group_;             // the group id of centres: never scanned
-  std::vector<std::int64_t> centre_;      // point index of each group's centre (-1: none)
-  std::vector<ArgMax> best_;              // arg-max of min_d within each group
-  std::vector<std::int32_t> scanned_;     // groups of the current sweep
+  std::vector<std::vector<std::int64_t>> scratch_;  // per thread: rows of a group to read
+  std::vector<std::vector<ArgMax>> movers_;         // per thread: points that joined c's group
+  std::vector<std::int64_t> read_;                  // per thread: rows read by the last pick
+  std::vector<std::int64_t> centre_;                // point index of each group's centre (-1: none)
+  std::vector<ArgMax> best_;                        // arg-max of min_d within each group
+  std::vector<std::vector<std::int64_t>> members_;  // the (non-centre) points of each group
+  std::vector<std::int32_t> scanned_;               // groups of the current pick
 };
 
 double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
