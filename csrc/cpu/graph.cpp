@@ -117,38 +117,32 @@ constexpr int kPartShift = 8;
 constexpr int kRankMax = 64;
 typedef i32 v16i __attribute__((vector_size(64)));
 
-// rank[t] = -#{u < k : key[u] < key[t]} for t < 16 * NV (key[] padded with kNoColumn).
-template <int NV>
-inline void neg_ranks(const i32* key, i64 k, i32* rank) {
-  v16i kv[NV], acc[NV];
-  for (int v = 0; v < NV; ++v) {
-    std::memcpy(&kv[v], key + 16 * v, sizeof(v16i));
-    acc[v] = v16i{};
-  }
-  for (i64 u = 0; u < k; ++u) {
-    const v16i b = v16i{} + key[u];
-    for (int v = 0; v < NV; ++v) acc[v] = b < kv[v] ? acc[v] - 1 : acc[v];  // key[u] < key[t]
-  }
-  for (int v = 0; v < NV; ++v) std::memcpy(rank + 16 * v, &acc[v], sizeof(v16i));
-}
-
-// The same on 16-bit keys for rows whose indices span less than 2^16 - 1 (every row when
-// n <= 2^16, as for the pools of MNIST, CIFAR-10/100): 256-bit vectors of sixteen 16-bit lanes
-// take half the vector work of 512-bit ones of 32-bit lanes, and need only AVX2. The keys are
-// offset to signed (index - min - 2^15); key[] is padded with 0x7FFF.
+// The 16-bit keys, for rows whose indices span less than 2^16 - 1 (every row when n <= 2^16, as
+// for the pools of MNIST, CIFAR-10/100): 256-bit vectors of sixteen 16-bit lanes take half the
+// vector work of 512-bit ones of 32-bit lanes, and need only AVX2. The keys are offset to signed
+// (index - min - 2^15) and padded with 0x7FFF.
 typedef std::int16_t v16s __attribute__((vector_size(32)));
-template <int NV>
-inline void neg_ranks16(const std::int16_t* key, i64 k, std::int16_t* rank) {
-  v16s kv[NV], acc[NV];
+
+// rank[t] = -#{u < k : key[u] < key[t]} for t < 16 * NV (key[] padded with a key above all
+// others), V a vector of 16 keys of type S.
+template <class V, int NV, class S>
+inline void neg_ranks(const S* key, i64 k, S* rank) {
+  V kv[NV], acc[NV];
   for (int v = 0; v < NV; ++v) {
-    std::memcpy(&kv[v], key + 16 * v, sizeof(v16s));
-    acc[v] = v16s{};
+    std::memcpy(&kv[v], key + 16 * v, sizeof(V));
+    acc[v] = V{};
   }
   for (i64 u = 0; u < k; ++u) {
-    const v16s b = v16s{} + key[u];
-    for (int v = 0; v < NV; ++v) acc[v] += (b < kv[v]);  // -1 where key[u] < key[t]
+    const V b = V{} + key[u];
+    for (int v = 0; v < NV; ++v) {
+      if constexpr (sizeof(S) == 4) {
+        acc[v] = b < kv[v] ? acc[v] - 1 : acc[v];  // one masked subtract with AVX-512
+      } else {
+        acc[v] += (b < kv[v]);  // -1 where key[u] < key[t] (no 16-bit masks without AVX-512BW)
+      }
+    }
   }
-  for (int v = 0; v < NV; ++v) std::memcpy(rank + 16 * v, &acc[v], sizeof(v16s));
+  for (int v = 0; v < NV; ++v) std::memcpy(rank + 16 * v, &acc[v], sizeof(V));
 }
 #else
 constexpr int kRankMax = 0;
@@ -209,19 +203,19 @@ i64 sort_rows(const KnnLists& in, double gamma, i64 lo, i64 hi, Entry* l, i32* l
               key[t] == kNoColumn ? 0x7FFF : key[t] - jmin - 0x8000);
         for (i64 t = k; t < 16 * nv; ++t) key16[t] = 0x7FFF;
         switch (nv) {
-          case 1: neg_ranks16<1>(key16, k, rank16); break;
-          case 2: neg_ranks16<2>(key16, k, rank16); break;
-          case 3: neg_ranks16<3>(key16, k, rank16); break;
-          default: neg_ranks16<4>(key16, k, rank16); break;
+          case 1: neg_ranks<v16s, 1>(key16, k, rank16); break;
+          case 2: neg_ranks<v16s, 2>(key16, k, rank16); break;
+          case 3: neg_ranks<v16s, 3>(key16, k, rank16); break;
+          default: neg_ranks<v16s, 4>(key16, k, rank16); break;
         }
         for (i64 t = 0; t < k; ++t) rank[t] = rank16[t];
       } else {
         for (i64 t = k; t < 16 * nv; ++t) key[t] = kNoColumn;
         switch (nv) {
-          case 1: neg_ranks<1>(key, k, rank); break;
-          case 2: neg_ranks<2>(key, k, rank); break;
-          case 3: neg_ranks<3>(key, k, rank); break;
-          default: neg_ranks<4>(key, k, rank); break;
+          case 1: neg_ranks<v16i, 1>(key, k, rank); break;
+          case 2: neg_ranks<v16i, 2>(key, k, rank); break;
+          case 3: neg_ranks<v16i, 3>(key, k, rank); break;
+          default: neg_ranks<v16i, 4>(key, k, rank); break;
         }
       }
       // The ranks of m distinct indices are 0 .. m - 1; a repeated index lowers their sum (it is
