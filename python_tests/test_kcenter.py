@@ -286,3 +286,51 @@ def test_pruned_path_on_data_it_cannot_prune(rng):
     np.testing.assert_array_equal(picks, dalcore.kcenter(x, 100, lab, _prune=False))
     md = check_greedy(x, picks, lab)
     assert radius == pytest.approx(np.sqrt(md.max()), rel=REL)
+
+
+def _screening_cases(rng):
+    # Tight clusters far from the origin (norms >> distances: the dot-product form is at its
+    # loosest), d and the labeled count off the 16-wide blocks.
+    far = (rng.standard_normal((30, 24)) * 5 + 300)[rng.integers(0, 30, 2500)]
+    far = (far + 0.05 * rng.standard_normal(far.shape)).astype(np.float32)
+    yield far, rng.choice(2500, 37, replace=False)
+    # Labeled points in mirror pairs (x_0 negated): every point with x_0 = 0 is exactly as far
+    # from both (ties in the nearest labeled point); and exact copies of labeled points.
+    base = rng.integers(-3, 4, (600, 20)).astype(np.float32)
+    mirror = base.copy()
+    mirror[:, 0] = -mirror[:, 0]
+    pick = rng.choice(600, 20, replace=False)
+    sym = np.vstack([base, mirror, base[pick[:10]]])
+    assert np.sum(sym[:, 0] == 0) > 50
+    yield sym, np.r_[pick, 600 + pick]
+    # Many labeled points in wide rows (several screening panels and a partial one).
+    wide = rng.standard_normal((3000, 130)).astype(np.float32)
+    yield wide, rng.choice(3000, 300, replace=False)
+
+
+def test_screened_distances_to_labeled_equal_exact():
+    # The pruned path screens the distances to the labeled set with dot products and computes
+    # only the candidates exactly; the unpruned path computes every pair. Same min-distances:
+    # the same picks and, after them, the same covering radius, bit for bit.
+    rng = np.random.default_rng(7)
+    for x, lab in _screening_cases(rng):
+        for budget in (1, 60):
+            a, ra = dalcore.kcenter(x, budget, lab, return_radius=True)
+            b, rb = dalcore.kcenter(x, budget, lab, return_radius=True, _prune=False)
+            np.testing.assert_array_equal(a, b)
+            assert ra == rb
+        check_greedy(x, a, lab)
+
+
+def test_screening_when_the_approximation_overflows():
+    # Points far from the labeled mean but close to a labeled point: |x - mean|^2 overflows
+    # float32 in the screening's dot-product form, the exact distances do not.
+    rng = np.random.default_rng(3)
+    sign = np.where(rng.random(400) < 0.5, -1.0, 1.0)[:, None]
+    x = (sign * 1.5e19 + 1e15 * rng.standard_normal((400, 8))).astype(np.float32)
+    assert np.isfinite(x).all()
+    lab = np.r_[np.flatnonzero(sign[:, 0] > 0)[:6], np.flatnonzero(sign[:, 0] < 0)[:6]]
+    a, ra = dalcore.kcenter(x, 30, lab, return_radius=True)
+    b, rb = dalcore.kcenter(x, 30, lab, return_radius=True, _prune=False)
+    np.testing.assert_array_equal(a, b)
+    assert ra == rb and np.isfinite(ra)

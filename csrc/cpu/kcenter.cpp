@@ -90,6 +90,7 @@ ArgMax farthest_rows(const float* x, std::int64_t d, std::int64_t begin, std::in
 // results are bit-identical to P * L calls of sq_dist; the block reuses every loaded chunk P or
 // L times and folds the lanes once per pair.
 typedef float v16f __attribute__((vector_size(64)));
+typedef std::int32_t v16i __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
 // Always inlined: called from multiversioned loops, it must be compiled for their ISA.
@@ -130,6 +131,165 @@ template <int P, int L>
       const v4f s4 = h4[0] + h4[1];
       out[p * L + q] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
     }
+}
+
+// The labeled rows minus their mean, for the screening of the labeled distances: stored by
+// panels of 16 rows, transposed (panel t, column k: the 16 values at (t * d + k) * 16), so that
+// one vector holds 16 labeled rows' k-th values; the last panel is padded with zero rows.
+// norm[j] = |row j - mean| (0 for the padding).
+struct LabeledScreen {
+  std::int64_t nl = 0, panels = 0;
+  std::vector<float> mean;  // d
+  std::vector<float> panel;  // panels x d x 16
+  std::vector<float> norm;   // panels x 16
+};
+
+LabeledScreen make_screen(const float* x, std::int64_t d, const std::int64_t* labeled,
+                          std::int64_t nl) {
+  LabeledScreen sc;
+  sc.nl = nl;
+  sc.panels = (nl + 15) / 16;
+  std::vector<double> mean(static_cast<std::size_t>(d), 0.0);
+  for (std::int64_t j = 0; j < nl; ++j)
+    for (std::int64_t k = 0; k < d; ++k) mean[static_cast<std::size_t>(k)] += x[labeled[j] * d + k];
+  sc.mean.resize(static_cast<std::size_t>(d));
+  for (std::int64_t k = 0; k < d; ++k)
+    sc.mean[static_cast<std::size_t>(k)] =
+        static_cast<float>(mean[static_cast<std::size_t>(k)] / static_cast<double>(nl));
+  sc.panel.assign(static_cast<std::size_t>(sc.panels * d * 16), 0.0f);
+  sc.norm.assign(static_cast<std::size_t>(sc.panels * 16), 0.0f);
+  for (std::int64_t j = 0; j < nl; ++j) {
+    const std::int64_t t = j / 16, lane = j % 16;
+    double q = 0.0;
+    for (std::int64_t k = 0; k < d; ++k) {
+      const float v = x[labeled[j] * d + k] - sc.mean[static_cast<std::size_t>(k)];
+      sc.panel[static_cast<std::size_t>((t * d + k) * 16 + lane)] = v;
+      q += static_cast<double>(v) * v;
+    }
+    sc.norm[static_cast<std::size_t>(j)] = static_cast<float>(std::sqrt(q));
+  }
+  return sc;
+}
+
+// approx[p * width + j] = |x'_p|^2 + |l'_j|^2 - 2 x'_p.l'_j for the 4 centred rows xc and the
+// labeled rows of panels t .. t + T - 1 (16 per panel).
+template <int T>
+[[gnu::always_inline]] inline void screen_panels(const float* xc, std::int64_t d,
+                                                const LabeledScreen& sc, std::int64_t t,
+                                                const float* rx2, float* approx,
+                                                std::int64_t width) {
+  constexpr int P = 4;
+  const float* l = sc.panel.data() + t * d * 16;
+  v16f acc[P][T];
+  for (int p = 0; p < P; ++p)
+    for (int u = 0; u < T; ++u) acc[p][u] = v16f{};
+  for (std::int64_t k = 0; k < d; ++k) {
+    v16f b[T];
+    for (int u = 0; u < T; ++u) std::memcpy(&b[u], l + (u * d + k) * 16, sizeof(v16f));
+    for (int p = 0; p < P; ++p) {
+      const float a = xc[p * d + k];  // vector op scalar: the scalar is broadcast
+      for (int u = 0; u < T; ++u) acc[p][u] += a * b[u];
+    }
+  }
+  for (int u = 0; u < T; ++u) {
+    v16f nv;
+    std::memcpy(&nv, sc.norm.data() + (t + u) * 16, sizeof(v16f));
+    for (int p = 0; p < P; ++p) {
+      const v16f ap = rx2[p] + nv * nv - 2.0f * acc[p][u];
+      std::memcpy(approx + p * width + (t + u) * 16, &ap, sizeof(v16f));
+    }
+  }
+}
+
+// Rows [begin, end) against all the labeled rows, screened. |x - l|^2 is approximated as
+// |x'|^2 + |l'|^2 - 2 x'.l' on rows centred on the labeled mean (x' = x - mean), the dot products
+// as a small matrix product (4 rows x 32 labeled rows per step, one FMA per element pair, no
+// per-pair reduction: screen_panels), with the error bound e = c (|x'| + |l'|)^2, c = 4 (d + 16) 2^-24: four
+// times the bound on the rounding of the centring and of the products. Only the labeled rows
+// whose approximation minus e is within the smallest (approximation + e), plus a relative
+// 1e-4 + 4c above the rounding of sq_dist, get their exact sq_dist, in labeled order: the others
+// are farther than the nearest one even after rounding, so min_d and nearest (lowest position on
+// ties) are those of one sq_dist per pair. An approximation that overflows (NaN) is a candidate.
+// `scratch` holds 4 * (d + 16 * panels) floats.
+DALCORE_MULTIVERSION
+void screened_rows(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
+                   const std::int64_t* labeled, const LabeledScreen& sc, float* scratch,
+                   float* min_d, std::int64_t* nearest) {
+  constexpr int P = 4;
+  const std::int64_t nl = sc.nl, width = 16 * sc.panels;
+  const float c = 4.0f * static_cast<float>(d + 16) * 5.9604645e-8f;
+  float* xc = scratch;              // P x d centred rows
+  float* approx = scratch + P * d;  // P x width
+  for (std::int64_t i0 = begin; i0 < end; i0 += P) {
+    const std::int64_t np = std::min<std::int64_t>(P, end - i0);
+    float rx[P], rx2[P];
+    for (int p = 0; p < P; ++p) {
+      const std::int64_t i = i0 + std::min<std::int64_t>(p, np - 1);
+      float* r = xc + p * d;
+      float q = 0.0f;
+      for (std::int64_t k = 0; k < d; ++k) {
+        r[k] = x[i * d + k] - sc.mean[static_cast<std::size_t>(k)];
+        q += r[k] * r[k];
+      }
+      rx2[p] = q;
+      rx[p] = std::sqrt(q);
+    }
+    for (std::int64_t t = 0; t < sc.panels; t += 2) {
+      if (t + 1 < sc.panels) {
+        screen_panels<2>(xc, d, sc, t, rx2, approx, width);
+      } else {
+        screen_panels<1>(xc, d, sc, t, rx2, approx, width);
+      }
+    }
+    for (std::int64_t p = 0; p < np; ++p) {
+      const std::int64_t i = i0 + p;
+      float m = min_d[i];
+      if (m < 0.0f) continue;  // a centre
+      std::int64_t arg = nearest[i];
+      float* ap = approx + p * width;
+      for (std::int64_t j = nl; j < width; ++j) ap[j] = kInf;  // padding rows
+      v16f ubv;
+      for (int l = 0; l < 16; ++l) ubv[l] = m;
+      for (std::int64_t j = 0; j < width; j += 16) {
+        v16f a, nv;
+        std::memcpy(&a, ap + j, sizeof(v16f));
+        std::memcpy(&nv, sc.norm.data() + j, sizeof(v16f));
+        const v16f e = rx[p] + nv;
+        const v16f hi = a + c * e * e;
+        ubv = hi < ubv ? hi : ubv;
+      }
+      float lanes[16];
+      std::memcpy(lanes, &ubv, sizeof(lanes));
+      float ub = lanes[0];
+      for (int l = 1; l < 16; ++l) ub = lanes[l] < ub ? lanes[l] : ub;
+      // 1e-4 + 4c: above the relative rounding of sq_dist (16 lane sums) for any d
+      const float lim = ub * (1.0f + 1e-4f + 4.0f * c) + 1e-30f;
+      const float* xi = x + i * d;
+      for (std::int64_t j = 0; j < width; j += 16) {
+        v16f a, nv;
+        std::memcpy(&a, ap + j, sizeof(v16f));
+        std::memcpy(&nv, sc.norm.data() + j, sizeof(v16f));
+        const v16f e = rx[p] + nv;
+        // -1 where provably farther; a NaN (an overflowed approximation) stays a candidate
+        const v16i far = (a - c * e * e) > lim;
+        std::int32_t flag[16];
+        std::memcpy(flag, &far, sizeof(flag));
+        std::int32_t all = -1;
+        for (int l = 0; l < 16; ++l) all &= flag[l];
+        if (all) continue;
+        for (int l = 0; l < 16; ++l) {
+          if (flag[l] || j + l >= nl) continue;
+          const float sd = sq_dist(xi, x + labeled[j + l] * d, d);
+          if (sd < m) {
+            m = sd;
+            arg = j + l;
+          }
+        }
+      }
+      min_d[i] = m;
+      nearest[i] = arg;
+    }
+  }
 }
 
 // Rows [begin, end): min_d and nearest labeled position against the labeled rows
@@ -313,13 +473,28 @@ ArgMax farthest_from_mean(const float* x, std::int64_t n, std::int64_t d) {
   });
 }
 
-// min_d against the labeled points (blocked over them); nearest[i] = position in `labeled`.
+// min_d against the labeled points; nearest[i] = position in `labeled` (lowest on ties).
+// With `screen`, from 8 labeled rows on, screened by dot products (screened_rows: the same
+// results, most pairs never get an exact distance); otherwise exact register blocks over every
+// pair (blocked over the labeled set to stay in L2).
 void init_labeled(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-                  std::int64_t n_labeled, float* min_d, std::int64_t* nearest) {
-  // Labeled rows per block: about 256 KiB of them, to stay in L2 while all rows stream by.
-  const std::int64_t jb = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / d);
+                  std::int64_t n_labeled, float* min_d, std::int64_t* nearest, bool screen) {
   constexpr std::int64_t kRows = 256;
   const std::int64_t nrb = (n + kRows - 1) / kRows;
+  if (screen && n_labeled >= 8) {
+    const LabeledScreen sc = make_screen(x, d, labeled, n_labeled);
+#pragma omp parallel
+    {
+      std::vector<float> scratch(static_cast<std::size_t>(4 * (d + 16 * sc.panels)));
+#pragma omp for schedule(static)
+      for (std::int64_t rb = 0; rb < nrb; ++rb)
+        screened_rows(x, d, rb * kRows, std::min(n, (rb + 1) * kRows), labeled, sc,
+                      scratch.data(), min_d, nearest);
+    }
+    return;
+  }
+  // Labeled rows per block: about 256 KiB of them, to stay in L2 while all rows stream by.
+  const std::int64_t jb = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / d);
   for (std::int64_t j0 = 0; j0 < n_labeled; j0 += jb) {
     const std::int64_t j1 = std::min(n_labeled, j0 + jb);
 #pragma omp parallel for schedule(static)
@@ -563,7 +738,9 @@ double kcenter(const float* features, std::int64_t n, std::int64_t d, const std:
   std::vector<std::int64_t> nearest;
   if (n_labeled > 0) {
     nearest.assign(static_cast<std::size_t>(n), 0);
-    init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data());
+    // The unpruned path is the plain one: every distance exact, no screening either (the tests
+    // compare the two paths pick for pick).
+    init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data(), opts.prune);
   }
   if (opts.prune)
     return run_pruned(features, n, d, labeled, n_labeled, budget, out, min_d, nearest,
