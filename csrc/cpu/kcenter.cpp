@@ -19,8 +19,10 @@
 // arg-max (lowest index on ties, whatever the order of its list), so a pick is an arg-max over
 // groups. Same min-distances, hence the same picks, as the unpruned pass. The cost per pick is
 // O(#centres * d) for the test, the members of the affected groups, and d floats per row read.
-// The distances to the labeled set and to the centres are computed in register blocks
-// (sq_dist_block), summed exactly as sq_dist.
+// The pruned path screens the distances to the labeled set with dot products (screened_rows:
+// bounded approximations, exact sq_dist for the candidates only); the unpruned path computes
+// them all, in register blocks (sq_dist_block, summed exactly as sq_dist), as it does the
+// distances to the centres.
 //
 // The row loops are compiled for AVX-512, AVX2 and baseline x86-64 (GCC function
 // multiversioning, chosen at run time) so the binary stays portable.
