@@ -412,7 +412,8 @@ struct KnnGraphBuilder::State {
 
   std::size_t bytes() const {
     auto b = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
-    return b(l) + b(len) + b(part) + b(stage) + b(stage_to) + b(toff) + b(merged) + b(rowptr) + b(dinv);
+    return b(l) + b(len) + b(part) + b(stage) + b(stage_to) + b(toff) + b(merged) + b(rowptr) +
+           b(dinv);
   }
 
   // Passes 1-3 (see the top of the file); returns the first invalid row, or n.
