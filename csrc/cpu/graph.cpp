@@ -144,6 +144,17 @@ inline void neg_ranks(const S* key, i64 k, S* rank) {
   }
   for (int v = 0; v < NV; ++v) std::memcpy(rank + 16 * v, &acc[v], sizeof(V));
 }
+
+// neg_ranks with the vector count for k keys (k <= kRankMax).
+template <class V, class S>
+inline void neg_ranks_k(const S* key, i64 k, S* rank) {
+  switch ((k + 15) / 16) {
+    case 1: neg_ranks<V, 1>(key, k, rank); break;
+    case 2: neg_ranks<V, 2>(key, k, rank); break;
+    case 3: neg_ranks<V, 3>(key, k, rank); break;
+    default: neg_ranks<V, 4>(key, k, rank); break;
+  }
+}
 #else
 constexpr int kRankMax = 0;
 #endif
@@ -202,21 +213,11 @@ i64 sort_rows(const KnnLists& in, double gamma, i64 lo, i64 hi, Entry* l, i32* l
           key16[t] = static_cast<std::int16_t>(
               key[t] == kNoColumn ? 0x7FFF : key[t] - jmin - 0x8000);
         for (i64 t = k; t < 16 * nv; ++t) key16[t] = 0x7FFF;
-        switch (nv) {
-          case 1: neg_ranks<v16s, 1>(key16, k, rank16); break;
-          case 2: neg_ranks<v16s, 2>(key16, k, rank16); break;
-          case 3: neg_ranks<v16s, 3>(key16, k, rank16); break;
-          default: neg_ranks<v16s, 4>(key16, k, rank16); break;
-        }
+        neg_ranks_k<v16s>(key16, k, rank16);
         for (i64 t = 0; t < k; ++t) rank[t] = rank16[t];
       } else {
         for (i64 t = k; t < 16 * nv; ++t) key[t] = kNoColumn;
-        switch (nv) {
-          case 1: neg_ranks<v16i, 1>(key, k, rank); break;
-          case 2: neg_ranks<v16i, 2>(key, k, rank); break;
-          case 3: neg_ranks<v16i, 3>(key, k, rank); break;
-          default: neg_ranks<v16i, 4>(key, k, rank); break;
-        }
+        neg_ranks_k<v16i>(key, k, rank);
       }
       // The ranks of m distinct indices are 0 .. m - 1; a repeated index lowers their sum (it is
       // the number of ordered pairs: m (m - 1) / 2 less the pairs of equal indices).
@@ -410,6 +411,10 @@ struct KnnGraphBuilder::State {
   // them as one stream.
   i64 merged_at(i64 i) const { return mutual ? i * k : i * k + toff[i]; }
 
+  // Partitions of 2^kPartShift target rows, and the rows [j0, j1) of partition p.
+  i64 partitions() const { return ((n - 1) >> kPartShift) + 1; }
+  i64 part_end(i64 p) const { return std::min(n, (p + 1) << kPartShift); }
+
   std::size_t bytes() const {
     auto b = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
     return b(l) + b(len) + b(part) + b(stage) + b(stage_to) + b(toff) + b(merged) + b(rowptr) +
@@ -438,24 +443,22 @@ void KnnGraphBuilder::State::distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1
   for (i64 e = s0; e < s1; ++e) {  // stable: the stage holds each bucket's sources in order
     t[pos[to[e]]++] = stage[e];
   }
-  i64 b0 = 0;
   Entry* out = merged.data() + merged_at(j0);  // the partition's rows, one after the other
   for (i64 i = j0; i < j1; ++i) {
     const Entry* a = l.data() + i * k;
     const i64 nb = (i + 1 < j1 ? toff[i + 1] : s1) - toff[i];
-    const Entry* b = t.data() + b0;
+    const Entry* b = t.data() + (toff[i] - s0);
     double deg = 0.0;
     const i64 m = mutual ? merge_in_halves<true>(a, len[i], b, nb, out, deg)
                          : merge_in_halves<false>(a, len[i], b, nb, out, deg);
     rowptr[i] = m;
     out += m;
     dinv[i] = detail::inv_sqrt_degree(deg);
-    b0 += nb;
   }
 }
 
 i64 KnnGraphBuilder::State::build(const KnnLists& in, double gamma) {
-  const i64 parts = ((n - 1) >> kPartShift) + 1;
+  const i64 parts = partitions();
   const auto N = static_cast<std::size_t>(n);
   const auto P = static_cast<std::size_t>(parts) + 1;
   l.resize(N * static_cast<std::size_t>(k));
@@ -525,8 +528,7 @@ i64 KnnGraphBuilder::State::build(const KnnLists& in, double gamma) {
       raw_vector<Entry> t;
 #pragma omp for schedule(static)
       for (i64 p = 0; p < parts; ++p)
-        distribute_and_merge(p << kPartShift, std::min(n, (p + 1) << kPartShift), pstart[p],
-                             pstart[p + 1], t);
+        distribute_and_merge(p << kPartShift, part_end(p), pstart[p], pstart[p + 1], t);
     }
   }
   if (bad == n) {
@@ -589,10 +591,10 @@ void KnnGraphBuilder::fill(i64* indptr, i32* indices, float* data) const {
   {
 #pragma omp for schedule(static) nowait
     for (i64 i = 0; i < n + 1; ++i) indptr[i] = s.rowptr[i];
-    const i64 parts = ((n - 1) >> kPartShift) + 1;
+    const i64 parts = s.partitions();
 #pragma omp for schedule(static) nowait
     for (i64 p = 0; p < parts; ++p) {
-      const i64 j0 = p << kPartShift, j1 = std::min(n, (p + 1) << kPartShift);
+      const i64 j0 = p << kPartShift, j1 = s.part_end(p);
       // The partition's rows lie one after the other from merged_at(j0), as in the output.
       const Entry* src = s.merged.data() + s.merged_at(j0);
       const i64 o0 = s.rowptr[j0];
