@@ -683,7 +683,7 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
                   bool want_radius) {
   if (n_labeled + budget + 2 >= std::numeric_limits<std::int32_t>::max())
     return run_unpruned(x, n, d, n_labeled, budget, out, min_d, want_radius);
-  // Groups: one per labeled point and pick, the initial one without labels, the centres' one.
+  // Groups: one per labeled point (or the initial one without labels), then one per pick.
   PrunedState st(x, n, d, n_labeled + budget + 2, min_d);
   ArgMax best;
   std::int64_t group = -1;

@@ -1,8 +1,8 @@
 // Per-row arithmetic of knn_graph: the edge weight, the degree scale and the normalisation are
 // shared by the CPU kernel (csrc/cpu/graph.cpp) and the Thrust GPU path (csrc/cuda/graph.cu); the
 // merge of a row with its transposed list (merge_row) is the GPU path's. The CPU kernel merges
-// with branch-free loops of its own, which read one entry past a list (its lists carry a padding
-// entry) and take the same union / reciprocal rules. Neighbour lists are rows of `col` (sorted
+// with branch-free loops of its own (two interleaved halves per row) that take the same union /
+// reciprocal rules. Neighbour lists are rows of `col` (sorted
 // ascending by index, possibly holding the row itself, which is skipped) with weights alongside.
 #pragma once
 
