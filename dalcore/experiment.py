@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from .loop import StepSettings, fit, pretrained_backbone, select
 from .presets import PRESETS, Preset, get_preset
 
 __all__ = [
@@ -469,23 +470,6 @@ def _load_data(cfg: ExperimentConfig, preset: Preset):
     return ds
 
 
-def _pretrained_backbone(cfg: ExperimentConfig, preset: Preset, width: float, data, device,
-                         out: Path, seed: int, train_cfg):
-    """DeepCluster backbone for repetition seed ``seed``, cached as ``pretrain_<seed>.pt``."""
-    mod = importlib.import_module(PRETRAIN_MODULE)
-    path = out / f"pretrain_{seed}.pt"
-    if not path.exists():
-        _log(cfg, f"pre-training (DeepCluster, {preset.pretrain_epochs} epochs, seed {seed})")
-    state, nmi = mod.load_or_pretrain(
-        path, data, width=width, epochs=preset.pretrain_epochs,
-        num_clusters=5 * int(data.num_classes), device=device, seed=seed, cfg=train_cfg,
-        progress=cfg.progress,
-    )
-    if nmi:
-        _log(cfg, f"pre-trained backbone (seed {seed}): NMI {nmi[-1]:.3f} after {len(nmi)} epochs")
-    return state
-
-
 def run_experiment(cfg: ExperimentConfig,
                    on_row: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Run (or resume) an experiment and write its outputs.
@@ -524,18 +508,17 @@ def run_experiment(cfg: ExperimentConfig,
 
 
 def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None) -> Path:
-    import torch
     from tqdm import tqdm
 
     from . import report
-    from .acquisition import AcquisitionContext, get_strategy
     from .data import class_balanced_indices
-    from .models import ConvNet13
-    from .training import TrainConfig, evaluate, semi_batches_per_epoch, train_model
 
     cfg = dataclasses.replace(cfg, methods=tuple(cfg.methods))
     preset = validate_config(cfg)
     width = float(cfg.width if cfg.width is not None else preset.width)
+    settings = StepSettings(preset=preset, width=width, epochs=cfg.epochs, semi=cfg.semi,
+                            graph=cfg.graph, class_balance=cfg.class_balance,
+                            progress=cfg.progress)
     data = _load_data(cfg, preset)
     device = resolve_device(cfg.device)
 
@@ -555,122 +538,22 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
     data = data.to(device)  # once: every epoch, extraction and evaluation reads it there
 
     y_train = data.y_train.cpu().numpy()
-    n_train = len(y_train)
-    crash = _crash_hook()
-    finished_here = 0
     total = len(cfg.methods) * cfg.repeats * cfg.cycles
     bar = tqdm(total=total, initial=len(results.done), desc="cycles", unit="cycle",
                disable=not cfg.progress, leave=True, dynamic_ncols=True)
-    refresh_factory = None
-    if cfg.semi:
-        refresh_factory = importlib.import_module(SEMI_MODULE).make_refresh
-        if "ceal" in cfg.methods:
-            _log(cfg, "note: with --semi, label propagation pseudo-labels the whole pool every "
-                      "epoch and supersedes CEAL's pseudo-labels: ceal selects by entropy only")
-
+    if cfg.semi and "ceal" in cfg.methods:
+        _log(cfg, "note: with --semi, label propagation pseudo-labels the whole pool every "
+                  "epoch and supersedes CEAL's pseudo-labels: ceal selects by entropy only")
+    run = _Runner(cfg, settings, data, device, out, results, bar, on_row)
     try:
         for repeat in range(cfg.repeats):
             rseed = cfg.seed + repeat
             init_labeled = class_balanced_indices(
                 y_train, cfg.budget, data.num_classes, np.random.default_rng(rseed)
             ).astype(np.int64)
-            backbone = None
+            run.backbone = None
             for method in cfg.methods:
-                ckpt = _checkpoint_path(out, method, repeat)
-                if ckpt.exists():
-                    state = _State.from_json(ckpt.read_text(encoding="utf-8"))
-                else:
-                    state = _State(method=method, repeat=repeat, next_cycle=0,
-                                   labeled=np.sort(init_labeled))
-                for row in state.rows:  # rows the crash lost after the checkpoint was written
-                    results.append(row)
-                strategy = get_strategy(method)
-                for cycle in range(state.next_cycle, cfg.cycles):
-                    t0 = time.perf_counter()
-                    labeled = state.labeled
-                    pseudo = None if cfg.semi else _pseudo_from_json(state.pseudo, labeled)
-                    n_fit = len(labeled) + (0 if pseudo is None else len(pseudo.indices))
-                    n_pool = int(data.x_train.shape[0]) - len(labeled)
-                    train_cfg = TrainConfig(
-                        epochs=preset.epochs_for(
-                            n_fit, semi=cfg.semi, override=cfg.epochs,
-                            semi_batches=semi_batches_per_epoch(n_pool),
-                        ),
-                        batch_size=preset.batch_for(n_fit), lr=preset.lr,
-                    )
-                    if cfg.pretrain and backbone is None:
-                        backbone = _pretrained_backbone(
-                            cfg, preset, width, data, device, out, rseed,
-                            dataclasses.replace(train_cfg, epochs=preset.pretrain_epochs,
-                                                lr=preset.pretrain_lr,
-                                                batch_size=preset.pretrain_batch_size),
-                        )
-                    torch.manual_seed(derive_seed(rseed, "init", cycle))
-                    model = ConvNet13(in_channels=int(data.x_train.shape[1]),
-                                      num_classes=int(data.num_classes), width=width)
-                    if backbone is not None:
-                        model.load_backbone(backbone)
-                    model = model.to(device)
-                    refresh = None
-                    if refresh_factory is not None:
-                        refresh = refresh_factory(
-                            data, labeled, num_classes=int(data.num_classes), device=device,
-                            mode=cfg.graph, class_balance=cfg.class_balance,
-                        )
-                    train_model(
-                        model, data, labeled, train_cfg, device=device,
-                        seed=derive_seed(rseed, "train", cycle, method if cycle else ""),
-                        pseudo=pseudo, refresh=refresh,
-                        pseudo_fraction=0.5 if refresh is not None else None,
-                        progress=cfg.progress,
-                        desc=f"{method} r{repeat} c{cycle} ({len(labeled)} labels)",
-                    )
-                    acc = float(evaluate(model, data.x_test, data.y_test, device=device))
-                    if refresh is not None and getattr(refresh, "accuracy", None):
-                        t = refresh.mean_timings()
-                        _log(cfg, f"  label propagation: pseudo-label accuracy on the pool "
-                                  f"{100 * refresh.accuracy[0]:.1f}% -> "
-                                  f"{100 * refresh.accuracy[-1]:.1f}%, "
-                                  f"{t.get('propagation', 0.0):.2f} s per refresh "
-                                  f"(+{t.get('extract', 0.0):.2f} s feature extraction)")
-                    next_labeled, next_pseudo = labeled, None
-                    if cycle + 1 < cfg.cycles:
-                        pool = np.setdiff1d(np.arange(n_train, dtype=np.int64), labeled)
-                        ctx = AcquisitionContext(
-                            model=model, data=data, labeled=labeled, pool=pool, cycle=cycle,
-                            rng=np.random.default_rng(derive_seed(rseed, "acquire", cycle, method)),
-                            device=device,
-                        )
-                        sel = strategy(ctx, cfg.budget)
-                        picked = np.asarray(sel.indices, dtype=np.int64)
-                        if (len(picked) != cfg.budget or len(np.unique(picked)) != len(picked)
-                                or not np.isin(picked, pool).all()):
-                            raise RuntimeError(
-                                f"acquisition {method!r} returned an invalid selection "
-                                f"({len(picked)} indices for a budget of {cfg.budget})"
-                            )
-                        next_labeled = np.sort(np.concatenate([labeled, picked]))
-                        next_pseudo = _pseudo_to_json(sel.pseudo)
-                    seconds = time.perf_counter() - t0
-                    row = _make_row(cfg, method, repeat, cycle, len(labeled), acc, seconds)
-                    state = _State(method=method, repeat=repeat, next_cycle=cycle + 1,
-                                   labeled=next_labeled, pseudo=next_pseudo,
-                                   rows=state.rows + [row])
-                    _atomic_write_text(ckpt, state.to_json())
-                    finished_here += 1
-                    if crash and crash[1] in ("checkpoint", "kill") and finished_here >= crash[0]:
-                        if crash[1] == "kill":
-                            os.kill(os.getpid(), signal.SIGKILL)
-                        raise SimulatedCrash(f"simulated crash after {finished_here} cycle(s)")
-                    results.append(row)
-                    bar.update(1)
-                    _log(cfg, f"{method:<12} repeat {repeat}  cycle {cycle}  "
-                              f"labels {len(labeled):>5}  accuracy {100 * acc:6.2f}%  "
-                              f"{seconds:7.1f} s")
-                    if on_row is not None:
-                        on_row(row)
-                    if crash and crash[1] == "row" and finished_here >= crash[0]:
-                        raise SimulatedCrash(f"simulated crash after {finished_here} cycle(s)")
+                run.method_repeat(method, repeat, rseed, init_labeled)
     finally:
         bar.close()
 
@@ -679,6 +562,105 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
         print(table)
         print(f"outputs in {out}")
     return out
+
+
+class _Runner:
+    """The cycles of one experiment: each cycle is one :mod:`dalcore.loop` step whose oracle is
+    the dataset's known labels, then a checkpoint and a results row."""
+
+    def __init__(self, cfg: ExperimentConfig, settings: StepSettings, data: Any, device: Any,
+                 out: Path, results: _Results, bar: Any,
+                 on_row: Callable[[dict[str, Any]], None] | None) -> None:
+        self.cfg, self.settings, self.data, self.device = cfg, settings, data, device
+        self.out, self.results, self.bar, self.on_row = out, results, bar, on_row
+        self.crash = _crash_hook()
+        self.finished_here = 0
+        self.backbone: dict | None = None
+
+    def method_repeat(self, method: str, repeat: int, rseed: int,
+                      init_labeled: np.ndarray) -> None:
+        """Run (or resume) every cycle of one (method, repeat)."""
+        ckpt = _checkpoint_path(self.out, method, repeat)
+        if ckpt.exists():
+            state = _State.from_json(ckpt.read_text(encoding="utf-8"))
+        else:
+            state = _State(method=method, repeat=repeat, next_cycle=0,
+                           labeled=np.sort(init_labeled))
+        for row in state.rows:  # rows the crash lost after the checkpoint was written
+            self.results.append(row)
+        for cycle in range(state.next_cycle, self.cfg.cycles):
+            state = self._cycle(state, cycle, rseed)
+
+    def _backbone(self, rseed: int) -> dict | None:
+        cfg = self.cfg
+        if cfg.pretrain and self.backbone is None:
+            path = self.out / f"pretrain_{rseed}.pt"
+            if not path.exists():
+                _log(cfg, f"pre-training (DeepCluster, {self.settings.preset.pretrain_epochs} "
+                          f"epochs, seed {rseed})")
+            self.backbone = pretrained_backbone(
+                self.settings, self.data, self.device, path, rseed,
+                num_clusters=5 * int(self.data.num_classes), log=lambda m: _log(cfg, m))
+        return self.backbone
+
+    def _cycle(self, state: _State, cycle: int, rseed: int) -> _State:
+        from .training import evaluate
+
+        cfg, data, method, repeat = self.cfg, self.data, state.method, state.repeat
+        t0 = time.perf_counter()
+        labeled = state.labeled
+        pseudo = None if cfg.semi else _pseudo_from_json(state.pseudo, labeled)
+        backbone = self._backbone(rseed)
+        fitted = fit(
+            self.settings, data, labeled, device=self.device,
+            init_seed=derive_seed(rseed, "init", cycle),
+            train_seed=derive_seed(rseed, "train", cycle, method if cycle else ""),
+            pseudo=pseudo, backbone=backbone,
+            desc=f"{method} r{repeat} c{cycle} ({len(labeled)} labels)",
+        )
+        acc = float(evaluate(fitted.model, data.x_test, data.y_test, device=self.device))
+        refresh = fitted.refresh
+        if refresh is not None and getattr(refresh, "accuracy", None):
+            t = refresh.mean_timings()
+            _log(cfg, f"  label propagation: pseudo-label accuracy on the pool "
+                      f"{100 * refresh.accuracy[0]:.1f}% -> {100 * refresh.accuracy[-1]:.1f}%, "
+                      f"{t.get('propagation', 0.0):.2f} s per refresh "
+                      f"(+{t.get('extract', 0.0):.2f} s feature extraction)")
+        next_labeled, next_pseudo = labeled, None
+        if cycle + 1 < cfg.cycles:
+            n_train = int(data.x_train.shape[0])
+            pool = np.setdiff1d(np.arange(n_train, dtype=np.int64), labeled)
+            sel = select(fitted, data, labeled, pool, method=method, budget=cfg.budget,
+                         cycle=cycle, seed=derive_seed(rseed, "acquire", cycle, method),
+                         device=self.device)
+            next_labeled = np.sort(np.concatenate([labeled, sel.indices]))
+            next_pseudo = _pseudo_to_json(sel.pseudo)
+        seconds = time.perf_counter() - t0
+        row = _make_row(cfg, method, repeat, cycle, len(labeled), acc, seconds)
+        state = _State(method=method, repeat=repeat, next_cycle=cycle + 1,
+                       labeled=next_labeled, pseudo=next_pseudo, rows=state.rows + [row])
+        self._commit(state, row, seconds)
+        return state
+
+    def _commit(self, state: _State, row: dict[str, Any], seconds: float) -> None:
+        """Checkpoint, then the results row (the crash hook may strike in between)."""
+        cfg, crash = self.cfg, self.crash
+        _atomic_write_text(_checkpoint_path(self.out, state.method, state.repeat),
+                           state.to_json())
+        self.finished_here += 1
+        if crash and crash[1] in ("checkpoint", "kill") and self.finished_here >= crash[0]:
+            if crash[1] == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise SimulatedCrash(f"simulated crash after {self.finished_here} cycle(s)")
+        self.results.append(row)
+        self.bar.update(1)
+        _log(cfg, f"{state.method:<12} repeat {state.repeat}  cycle {row['cycle']}  "
+                  f"labels {row['labels']:>5}  accuracy {100 * float(row['accuracy']):6.2f}%  "
+                  f"{seconds:7.1f} s")
+        if self.on_row is not None:
+            self.on_row(row)
+        if crash and crash[1] == "row" and self.finished_here >= crash[0]:
+            raise SimulatedCrash(f"simulated crash after {self.finished_here} cycle(s)")
 
 
 def parse_methods(text: str | Sequence[str]) -> tuple[str, ...]:

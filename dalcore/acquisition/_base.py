@@ -24,10 +24,14 @@ class Selection:
         order the strategy chose them.
     pseudo : PseudoLabels or None
         Pool samples to train on with pseudo-labels in the next training (CEAL).
+    context : AcquisitionContext or None
+        Set by :func:`dalcore.loop.select`: the context (cached probabilities and features of
+        labeled + pool) the strategy ran on, for a driver that reports on the pool.
     """
 
     indices: np.ndarray
     pseudo: Optional[PseudoLabels] = None
+    context: Optional[Any] = field(default=None, repr=False)
 
 
 @dataclass
