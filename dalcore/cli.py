@@ -5,6 +5,7 @@
   runs/<timestamp>). Run the same command with the same ``--out`` again to resume it.
 - ``dalcore report DIR...``: rebuild summary.md and curves.png from one or more run folders.
 - ``dalcore info``: how this build of dalcore was made.
+- ``dalcore init | query | import | export | serve``: label your own images (a project).
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to write (default: the folder itself when one is given, "
                      "else ./report)")
     rep.set_defaults(func=_cmd_report)
+
+    from .project.cli import add_commands
+
+    add_commands(sub)  # the human loop: init, query, import, export, serve
     return p
 
 

@@ -17,7 +17,8 @@ Labeled points are forced to their true label with weight 1 (as in LP-DeepSSL); 
 Class weights are passed to training only with ``class_balance=True``.
 
 The true labels of the pool are known in simulation, so every refresh records the pseudo-label
-accuracy on the pool (``.accuracy``) and the time of each step (``.timings``).
+accuracy on the pool (``.accuracy``) and the time of each step (``.timings``). In the human loop
+the pool's labels are unknown (-1 in ``y_train``) and the accuracy is NaN.
 """
 
 from __future__ import annotations
@@ -242,9 +243,11 @@ class LabelPropagationRefresh:
         self.labeled = np.sort(labeled)
         y = data.y_train.detach().cpu().numpy().astype(np.int64)
         self._y = y
-        if y.min() < 0 or y.max() >= self.num_classes:
+        y_lab = y[self.labeled]
+        if y_lab.min() < 0 or y_lab.max() >= self.num_classes or y.max() >= self.num_classes:
             raise ValueError("data.y_train: expected labels in "
-                             f"[0, num_classes={self.num_classes})")
+                             f"[0, num_classes={self.num_classes}) (and -1 only for unknown "
+                             "labels outside `labeled`)")
         mask = np.ones(n, dtype=bool)
         mask[self.labeled] = False
         self.pool = np.flatnonzero(mask).astype(np.int64)
@@ -278,10 +281,11 @@ class LabelPropagationRefresh:
                                alpha=self.alpha, iters=self.iters, mode=self.mode, x0=x0)
         self.last = res
         pool = self.pool
-        correct = res.labels[pool] == self._y[pool]
-        acc = float(correct.mean()) if pool.size else float("nan")
-        wsum = float(res.weights[pool].sum()) if pool.size else 0.0
-        wacc = float((res.weights[pool] * correct).sum() / wsum) if wsum > 0 else float("nan")
+        known = pool[self._y[pool] >= 0]  # all of the pool in simulation, none in the human loop
+        correct = res.labels[known] == self._y[known]
+        acc = float(correct.mean()) if known.size else float("nan")
+        wsum = float(res.weights[known].sum()) if known.size else 0.0
+        wacc = float((res.weights[known] * correct).sum() / wsum) if wsum > 0 else float("nan")
         tm = {"extract": t1 - t0, **res.timings}
         tm["propagation"] = tm["knn"] + tm["graph"] + tm["solve"]
         tm["total"] = time.perf_counter() - t0
