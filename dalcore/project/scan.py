@@ -102,7 +102,7 @@ def _to_rgb_or_l(im):
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(white, rgba).convert("L" if im.mode in ("LA", "La") else "RGB")
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        im = Image.fromarray(_to_8bit(im), mode="L")
+        im = Image.fromarray(_to_8bit(im))
     if im.mode == "1":
         im = im.convert("L")
     if im.mode not in ("L", "RGB"):
