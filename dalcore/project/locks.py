@@ -10,7 +10,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .store import ProjectError
+from .store import DB_NAME, ProjectError
 
 __all__ = ["ProjectLock"]
 
@@ -30,6 +30,9 @@ class ProjectLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        if not (self.path.parent / DB_NAME).is_file():
+            raise ProjectError(f"{self.path.parent}: not a dalcore project (no {DB_NAME}; "
+                               "create one with `dalcore init`)")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
