@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -93,3 +94,10 @@ def db_count(project: Path, sql: str) -> int:
         return int(con.execute(sql).fetchone()[0])
     finally:
         con.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

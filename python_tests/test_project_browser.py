@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from project_helpers import cli, db_labels, digits_images, fashion_images, write_pngs
-from test_project_server import _free_port, _start
+from project_helpers import cli, db_labels, digits_images, fashion_images, free_port, write_pngs
 
 FASHION = "tshirt,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,boot"
 
@@ -67,7 +66,7 @@ def test_label_a_batch_with_keys_and_clicks(tmp_path: Path) -> None:
     assert cli("init", proj, "--images", images, "--classes", classes, "--quiet") == 0
     assert cli("query", proj, "--budget", "8", "--quiet") == 0
     driver = _driver()
-    port = _free_port()
+    port = free_port()
     server = _start_with_token(proj, port)
     try:
         _label_on_the_page(driver, proj, port, tmp_path)

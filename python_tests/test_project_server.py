@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from project_helpers import cli, db_count, db_labels, digits_images, write_labels_csv, write_pngs
+from project_helpers import (
+    cli,
+    db_count,
+    db_labels,
+    digits_images,
+    free_port,
+    write_labels_csv,
+    write_pngs,
+)
 from starlette.testclient import TestClient
 
 from dalcore.project.server import create_app
@@ -147,12 +154,6 @@ def test_train_runs_in_the_background(project) -> None:
     assert preds["total"] == len(truth) and conf == sorted(conf)  # least confident first
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(proj: Path, port: int) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-m", "dalcore", "serve", str(proj), "--port",
                           str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -169,7 +170,7 @@ def _start(proj: Path, port: int) -> subprocess.Popen:
 
 def test_kill_9_between_labels_loses_none(project) -> None:
     proj, _root, _truth = project
-    port = _free_port()
+    port = free_port()
     server = _start(proj, port)
     try:
         items = httpx.get(f"http://127.0.0.1:{port}/api/state").json()["query"]["items"]
