@@ -3,8 +3,8 @@
 ``scan`` walks the image folder recursively (hidden entries, symbolic links and the project's own
 folder are skipped) for png, jpg/jpeg, webp, bmp, gif (first frame) and tiff files. A file whose
 size and modification time are unchanged since the last scan is not read again; any other file is
-hashed (SHA-256 of its bytes). A content not seen before is decoded, in parallel worker processes
-with a progress bar, into the cache ``PROJECT/cache/pixels_<size>.u8``: one row of ``3 x size x
+hashed (SHA-256 of its bytes). A content not seen before is decoded, in parallel threads (Pillow
+releases the GIL while decoding) with a progress bar, into the cache ``PROJECT/cache/pixels_<size>.u8``: one row of ``3 x size x
 size`` bytes per image (RGB, resized to the project's input size; grayscale images are stored with
 three equal channels and flagged, so that a folder of grayscale images trains a 1-channel model).
 A file that cannot be decoded (corrupt, truncated, empty, not an image, a decompression bomb) is
@@ -24,7 +24,7 @@ import hashlib
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,10 +181,9 @@ def _decode_all(paths: list[str], size: int, workers: int, progress: bool
                 results.extend(_decode_chunk(c))
                 bar.update(len(c[0]))
         else:
-            import multiprocessing as mp
-
-            ctx = mp.get_context("spawn")  # no fork of a process that may hold torch threads
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+            # Threads: Pillow releases the GIL while it decodes and resizes, and threads need
+            # no start-up, no pickling and no importable __main__ (notebooks, stdin scripts).
+            with ThreadPoolExecutor(max_workers=workers) as ex:
                 for c, res in zip(chunks, ex.map(_decode_chunk, chunks)):
                     results.extend(res)
                     bar.update(len(c[0]))
