@@ -151,3 +151,18 @@ def test_digits_typiclust_covers_more_classes_than_random() -> None:
     rnd = [np.unique(y[np.random.default_rng(1000 + s).choice(len(x), 10, replace=False)]).size
            for s in seeds]
     assert np.mean(typ) > np.mean(rnd), (typ, rnd)
+
+
+@pytest.mark.parametrize("name", ["typiclust", "probcover"])
+def test_registered_strategy_budget_errors_and_whole_pool(name: str) -> None:
+    rng = np.random.default_rng(6)
+    data = SimpleNamespace(x_train=torch.from_numpy(rng.standard_normal((40, 1, 4, 4),
+                                                                        dtype=np.float32)),
+                           num_classes=3)
+    ctx = AcquisitionContext(model=Probe(16), data=data, labeled=np.arange(30),
+                             pool=np.arange(30, 40), cycle=1, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="budget"):
+        STRATEGIES[name](ctx, 11)
+    with pytest.raises(TypeError, match="budget"):
+        STRATEGIES[name](ctx, 2.0)
+    np.testing.assert_array_equal(np.sort(STRATEGIES[name](ctx, 10).indices), ctx.pool)
