@@ -193,3 +193,30 @@ def test_greedy_coverage_refuses_a_missing_rng_only_when_needed() -> None:
     assert first.tolist() == [0]  # every ball covers everything: tie to the lowest row
     with pytest.raises(TypeError, match="rng"):
         greedy_coverage(graph, np.array([], np.int64), np.arange(30), 2, None)
+
+
+def test_without_faiss_same_radius_and_picks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scikit-learn stands in for faiss (k-means, the exact nearest other-cluster search) and
+    dalcore.knn falls back to its blocked product: the same brute-force references hold."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
+    rng = np.random.default_rng(30)
+    n = 100
+    truth = rng.integers(0, 3, n)
+    x = (rng.standard_normal((3, 5))[truth] * 2 + rng.standard_normal((n, 5))).astype(np.float32)
+    clusters = np.where(rng.random(n) < 0.1, rng.integers(0, 3, n), truth)
+    d = pairwise64(x)
+    assert probcover_delta(x, clusters, 0.9) == pytest.approx(ref_delta(d, clusters, 0.9),
+                                                              rel=1e-5)
+    delta = safe_delta(d, 0.1)
+    ref = ref_greedy(ref_balls(d, delta), np.arange(3), 20)
+    got = probcover_select(x, np.arange(3), len(ref), delta=delta, k=n - 1,
+                           rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(got, ref)
+    picks = probcover_select(x, np.arange(3), 10, num_clusters=3, rng=np.random.default_rng(0))
+    assert np.unique(picks).size == 10 and picks.min() >= 3
+    from dalcore.acquisition.typiclust import typiclust_select
+
+    typ = typiclust_select(x, np.arange(3), 10, rng=np.random.default_rng(0))
+    assert np.unique(typ).size == 10 and typ.min() >= 3

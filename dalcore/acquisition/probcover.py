@@ -55,20 +55,31 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def nearest_other_cluster(x: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     """Euclidean distance (float64, (N,)) from every row to the nearest row of another cluster
-    (inf when there is only one cluster), one exact faiss search per cluster."""
-    import faiss
-
+    (inf when there is only one cluster), one exact search per cluster: faiss ``IndexFlatL2``,
+    or scikit-learn's brute-force ``NearestNeighbors`` (chunked rows) without faiss."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.full(x.shape[0], np.inf)
     for c in np.unique(clusters):
         inside = clusters == c
         if inside.all():
             break
-        index = faiss.IndexFlatL2(x.shape[1])
-        index.add(x[~inside])
-        sq, _ = index.search(x[inside], 1)
-        out[inside] = np.sqrt(np.maximum(sq[:, 0].astype(np.float64), 0.0))
+        out[inside] = _nearest_distance(x[~inside], x[inside])
     return out
+
+
+def _nearest_distance(base: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Distance from each query to its nearest row of ``base`` (exact, float64)."""
+    try:
+        import faiss
+    except ImportError:
+        from sklearn.neighbors import NearestNeighbors
+
+        nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(base)
+        return nn.kneighbors(queries)[0][:, 0].astype(np.float64)
+    index = faiss.IndexFlatL2(base.shape[1])
+    index.add(base)
+    sq, _ = index.search(queries, 1)
+    return np.sqrt(np.maximum(sq[:, 0].astype(np.float64), 0.0))
 
 
 def probcover_delta(features: Any, clusters: Any, alpha: float = ALPHA) -> float:

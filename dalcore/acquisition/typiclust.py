@@ -36,11 +36,17 @@ def kmeans_labels(features: np.ndarray, num_clusters: int, seed: int, *,
     """faiss k-means of the rows of ``features`` into ``num_clusters``: int64 assignment (N,).
 
     Every point takes part in the training (no subsampling); ``seed`` fixes the initial
-    centroids.
+    centroids. Without faiss, scikit-learn's ``KMeans`` (one k-means++ start) does the same.
     """
-    import faiss
-
     x = np.ascontiguousarray(features, dtype=np.float32)
+    try:
+        import faiss
+    except ImportError:
+        from sklearn.cluster import KMeans
+
+        km = KMeans(int(num_clusters), n_init=1, max_iter=int(niter),
+                    random_state=int(seed) & 0x7FFFFFFF)
+        return km.fit_predict(x).astype(np.int64)
     km = faiss.Kmeans(x.shape[1], int(num_clusters), niter=int(niter), seed=int(seed) & 0x7FFFFFFF,
                       max_points_per_centroid=1 << 30, min_points_per_centroid=1,
                       verbose=False)
