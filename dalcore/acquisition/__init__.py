@@ -54,7 +54,7 @@ def get_strategy(name: str) -> Strategy:
 
 
 # Importing the modules registers them.
-for _mod in ("random", "uncertainty", "coreset", "ceal", "jlp"):
+for _mod in ("random", "uncertainty", "coreset", "ceal", "jlp", "typiclust", "probcover"):
     if _mod == "jlp" and importlib.util.find_spec(f"{__name__}.jlp") is None:
         continue  # provided by the semi-supervised side
     importlib.import_module(f"{__name__}.{_mod}")
