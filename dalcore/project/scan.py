@@ -4,9 +4,10 @@
 folder are skipped) for png, jpg/jpeg, webp, bmp, gif (first frame) and tiff files. A file whose
 size and modification time are unchanged since the last scan is not read again; any other file is
 hashed (SHA-256 of its bytes). A content not seen before is decoded, in parallel threads (Pillow
-releases the GIL while decoding) with a progress bar, into the cache ``PROJECT/cache/pixels_<size>.u8``: one row of ``3 x size x
-size`` bytes per image (RGB, resized to the project's input size; grayscale images are stored with
-three equal channels and flagged, so that a folder of grayscale images trains a 1-channel model).
+releases the GIL while decoding) with a progress bar, into the cache
+``PROJECT/cache/pixels_<size>.u8``: one row of ``3 x size x size`` bytes per image (RGB,
+resized to the project's input size; grayscale images are stored with three equal channels and
+flagged, so that a folder of grayscale images trains a 1-channel model).
 A file that cannot be decoded (corrupt, truncated, empty, not an image, a decompression bomb) is
 recorded with its reason and skipped. Files that disappeared lose their path; their image and its
 labels stay in the database (a file renamed or moved is found again by its content).
