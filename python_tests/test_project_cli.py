@@ -92,6 +92,30 @@ def test_first_batch_without_labels_then_one_class_then_a_model(tmp_path, folder
     assert [row["path"] for row in read_csv(out)] == [order[i] for i in want]
 
 
+def test_label_free_coverage_methods(tmp_path, folder) -> None:
+    """No label yet: coreset is k-center from the mean, typiclust one pick per cluster."""
+    root, truth = folder
+    proj = _init(tmp_path, root)
+    out = tmp_path / "kc.csv"
+    assert cli("query", proj, "--budget", "6", "--method", "coreset", "--out", out,
+               "--quiet") == 0
+    con = sqlite3.connect(proj / "project.db")
+    order = [p for (p,) in con.execute(
+        "SELECT MIN(f.path) FROM images i JOIN files f ON f.image_id = i.id "
+        "WHERE i.status = 'ok' GROUP BY i.id ORDER BY i.id")]
+    con.close()
+    x = _normalised_pixels(root, order)
+    first = int(np.argmax(((x - x.mean(0)) ** 2).sum(1)))  # farthest from the mean
+    want = [first] + _farthest_first(x, [first], 5)
+    assert [row["path"] for row in read_csv(out)] == [order[i] for i in want]
+    out = tmp_path / "tc.csv"
+    assert cli("query", proj, "--budget", "6", "--method", "typiclust", "--out", out,
+               "--quiet") == 0
+    picks = [row["path"] for row in read_csv(out)]
+    assert len(set(picks)) == 6 and set(picks) <= set(truth)
+    assert len({truth[p] for p in picks}) >= 3  # typical points of different clusters
+
+
 def test_query_trains_records_and_exports(tmp_path, folder) -> None:
     root, truth = folder
     proj = _init(tmp_path, root)

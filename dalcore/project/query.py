@@ -35,7 +35,11 @@ from .store import Project, ProjectError
 __all__ = ["QUERY_METHODS", "QueryOptions", "QueryResult", "run_query"]
 
 #: Methods a project query accepts.
-QUERY_METHODS = ("random", "uncertainty", "coreset", "ceal", "jlp")
+QUERY_METHODS = ("random", "uncertainty", "coreset", "ceal", "jlp", "typiclust", "probcover")
+#: Label-free first-batch choice of each method (dalcore.acquisition.initial); the others take
+#: ``kcenter`` on pre-trained features under --pretrain, ``random`` otherwise.
+_LABEL_FREE = {"random": "random", "coreset": "kcenter", "typiclust": "typiclust",
+               "probcover": "probcover"}
 _NEED_MODEL = ("uncertainty", "coreset", "ceal", "jlp")
 
 Progress = Callable[[str, float], None]
@@ -152,27 +156,34 @@ class _Query:
 
     # ------------------------------------------------------------------ without a classifier
 
+    def _label_free_method(self, n_classes: int) -> str:
+        if n_classes == 1:
+            return "kcenter"  # from the labeled images: cover what they do not
+        default = "kcenter" if self.backbone is not None else "random"
+        return _LABEL_FREE.get(self.opts.method, default)
+
     def _label_free_name(self, n_classes: int) -> str:
-        if self.backbone is not None or n_classes == 1:
-            return "kcenter (label-free)"
-        return "random (label-free)"
+        return f"{self._label_free_method(n_classes)} (label-free)"
 
     def _label_free(self, n_classes: int) -> np.ndarray:
         """A batch chosen without a classifier (no label yet, or one class only)."""
         from .. import kcenter
+        from ..acquisition.initial import select_initial
 
         pd, opts = self.pd, self.opts
         why = "no label yet" if n_classes == 0 else "labels of one class only"
-        if opts.method != "random" or opts.semi:
+        how = self._label_free_method(n_classes)
+        if opts.method in ("uncertainty", "ceal", "jlp") or opts.semi:
             self.lines.append(f"note: {why}: --method {opts.method}"
                               f"{' --semi' if opts.semi else ''} needs labels of two classes; "
-                              "this batch is chosen without labels")
-        if self.backbone is None and n_classes == 0:
-            rng = np.random.default_rng(derive_seed(self.seed, "random"))
-            return rng.choice(pd.pool, size=opts.budget, replace=False).astype(np.int64)
-        feats = self._label_free_features()
-        start = pd.labeled if pd.labeled.size else None
-        return np.asarray(kcenter(feats, opts.budget, labeled=start), dtype=np.int64)
+                              f"this batch is chosen without labels ({how})")
+        rng = np.random.default_rng(derive_seed(self.seed, "label-free"))
+        feats = None if how == "random" else self._label_free_features()
+        if n_classes == 1:
+            return np.asarray(kcenter(feats, opts.budget, labeled=pd.labeled), dtype=np.int64)
+        rows = select_initial(how, opts.budget, features=feats, n=int(pd.ids.size), rng=rng,
+                              num_classes=int(pd.data.num_classes))
+        return np.asarray(rows, dtype=np.int64)
 
     def _label_free_features(self) -> np.ndarray:
         """Pre-trained network features under --pretrain, else the normalised pixels."""
