@@ -149,7 +149,7 @@ class _Query:
             rows, method = self._label_free(present.size), None
             model_id = None
         self.report("writing", 1.0)
-        path = self._write(rows, method or self._label_free_name(present.size), model_id)
+        path, rows = self._write(rows, method or self._label_free_name(present.size), model_id)
         self.lines.append(f"selected {len(rows)} image(s) in {time.perf_counter() - t0:.1f} s")
         self.lines.append(str(path))
         return QueryResult(self.qid, path, [int(pd.ids[r]) for r in rows], model_id, self.lines)
@@ -313,12 +313,20 @@ class _Query:
 
     # ------------------------------------------------------------------ output
 
-    def _write(self, rows: np.ndarray, method: str, model_id: int | None) -> Path:
-        """The CSV file (atomically), then the query's records in one transaction."""
+    def _write(self, rows: np.ndarray, method: str, model_id: int | None
+               ) -> tuple[Path, np.ndarray]:
+        """The CSV file (atomically), then the query's records in one transaction; returns the
+        file and the rows written (those labeled while training are left out)."""
         import csv
         import io
 
         pd, project = self.pd, self.project
+        labeled_since = project.current_labels()  # the page stays usable while a query trains
+        kept = [r for r in rows if int(pd.ids[r]) not in labeled_since]
+        if len(kept) < len(rows):
+            self.lines.append(f"{len(rows) - len(kept)} image(s) of the batch were labeled while "
+                              "the model trained: left out of it")
+            rows = np.asarray(kept, dtype=np.int64)
         path = Path(self.opts.out) if self.opts.out else \
             project.root / "queries" / f"{self.qid:04d}.csv"
         buf = io.StringIO()
@@ -338,7 +346,7 @@ class _Query:
                    "requested_method": self.opts.method, "device": str(self.device)}
         project.record_query(self.qid, method=method, budget=len(rows), options=options,
                              model_id=model_id, file=str(path.resolve()), items=items)
-        return path
+        return path, rows
 
 
 def _last_batch_accuracy(project: Project) -> list[str]:
