@@ -70,10 +70,42 @@ def knn_graph(
         sims, idx = knn(data, kk, metric="ip")
         if is_torch(sims) and not is_cuda(sims):
             sims, idx = sims.numpy(), idx.numpy()
+    sims = scale_similarities(sims, idx, gamma)
     if is_cuda(sims):
         return _knn_graph_gpu(sims, idx, gamma, mode)
     indptr, indices, values = _core.knn_graph(sims, idx, gamma, mode)
     return _csr(indptr, indices, values, sims.shape[0])
+
+
+# max(s)^gamma is kept within [2^-_WEIGHT_EXP, 2^_WEIGHT_EXP]: float32 weights then neither
+# overflow (a graph of NaN) nor underflow (an empty graph) for any finite similarities.
+_WEIGHT_EXP = 60.0
+
+
+def scale_similarities(sims: Any, idx: Any, gamma: float) -> Any:
+    """The similarities divided by a power of two when ``max(s) ** gamma`` would leave
+    ``[2**-60, 2**60]`` (float32 weights that overflow or underflow); else unchanged.
+
+    ``S = D^-1/2 W D^-1/2`` does not depend on the scale of ``W``, and a power of two scales
+    exactly, so the graph is the one of the unscaled similarities computed without overflow.
+    Entries with index -1 (no neighbour) are left out of the maximum. CUDA tensors: computed on
+    the device without a host synchronisation (the factor stays a device tensor).
+    """
+    if is_cuda(sims):
+        torch = torch_module()
+        top = torch.where(idx >= 0, sims, torch.zeros_like(sims)).amax().to(torch.float64)
+        top = torch.where(torch.isfinite(top) & (top > 0), top, torch.ones_like(top))
+        mant, exp = torch.frexp(top)
+        del mant
+        big = (gamma * torch.log2(top)).abs() > _WEIGHT_EXP
+        factor = torch.where(big, torch.ldexp(torch.ones_like(top), -exp), torch.ones_like(top))
+        return sims * factor.to(torch.float32)
+    masked = sims if idx.size == 0 or idx.min() >= 0 else np.where(idx >= 0, sims, 0.0)
+    with np.errstate(invalid="ignore"):
+        top = float(np.max(masked)) if masked.size else 0.0
+    if not np.isfinite(top) or top <= 0.0 or abs(gamma * np.log2(top)) <= _WEIGHT_EXP:
+        return sims  # NaN/inf are reported by the kernel
+    return np.ldexp(sims, -np.frexp(top)[1]).astype(np.float32)
 
 
 def _rows(data: Any) -> int:

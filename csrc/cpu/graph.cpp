@@ -58,6 +58,7 @@ struct Entry {
 };
 
 constexpr i32 kNoColumn = std::numeric_limits<i32>::max();
+constexpr i64 kMissing = detail::kMissingNeighbour;
 
 // std::vector storage that is not zero-filled on resize (every element is written before use).
 // Blocks of kHugeFrom bytes or more are 2 MiB-aligned and, on Linux, asked to be backed by
@@ -189,13 +190,15 @@ i64 sort_rows(const KnnLists& in, double gamma, i64 lo, i64 hi, Entry* l, i32* l
     i64 jmin = n, jmax = -1;  // the span of the row's indices (with the self entry, if listed)
     for (i64 t = 0; t < k; ++t) {
       const i64 j = idx[t];
-      bad |= (j < 0) | (j >= n);
-      key[t] = j == i ? kNoColumn : static_cast<i32>(j);
-      m += j != i;
+      const bool none = j == i || j == kMissing;  // self, or faiss's "no neighbour"
+      bad |= (j < kMissing) | (j >= n);
+      key[t] = none ? kNoColumn : static_cast<i32>(j);
+      m += !none;
       jmin = std::min(jmin, j);
       jmax = std::max(jmax, j);
     }
-    for (i64 t = 0; t < k; ++t) bad |= !detail::finite_value(s[t]);
+    // A missing entry's similarity is not looked at (faiss leaves -inf or -FLT_MAX there).
+    for (i64 t = 0; t < k; ++t) bad |= !detail::finite_value(s[t]) & (idx[t] != kMissing);
     if (cube) {
       for (i64 t = 0; t < k; ++t) w[t] = cube_weight(s[t]);
     } else {
@@ -285,7 +288,8 @@ struct MergeCursor {
       const float v = static_cast<float>(
           0.5 * (static_cast<double>(ea.w) + static_cast<double>(eb.w)));
       *out = Entry{ea.col, v};
-      const std::uint32_t keep = ta & tb & ((fbits(ea.w) | fbits(eb.w)) != 0);
+      // v, not the two weights: their mean may underflow to 0 (not stored, as merge_row does)
+      const std::uint32_t keep = ta & tb & (fbits(v) != 0);
       out += keep;
       d += static_cast<double>(bits_f(fbits(v) & (0u - keep)));
     } else {
@@ -363,12 +367,13 @@ inline i64 merge_in_halves(const Entry* a, i64 na, const Entry* b, i64 nb, Entry
   for (i64 t = 0; t < k; ++t) {
     const float s = in.sims[i * k + t];
     const i64 j = in.idx[i * k + t];
+    if (j == kMissing) continue;
     if (!detail::finite_value(s))
       throw InvalidArgument(detail::concat("knn_result: similarities contain NaN or inf (row ", i,
                                            ", column ", t, ")"));
     if (j < 0 || j >= in.n)
       throw InvalidArgument(detail::concat("knn_result: neighbour indices must be in [0, ", in.n,
-                                           "), row ", i, " holds ", j));
+                                           ") or -1 (no neighbour), row ", i, " holds ", j));
     if (j != i) seen.push_back(j);
   }
   std::sort(seen.begin(), seen.end());

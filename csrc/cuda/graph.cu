@@ -67,6 +67,7 @@ struct BadEntry {
   i64 n;
   DALCORE_HD bool operator()(i64 e) const {
     const i64 j = idx[e];
+    if (j == detail::kMissingNeighbour) return false;  // its similarity is not read
     return !detail::finite_value(sims[e]) || j < 0 || j >= n;
   }
 };
@@ -79,15 +80,21 @@ struct MakeKey {
   i64* key;
   float* w;
   DALCORE_HD void operator()(i64 e) const {
-    key[e] = (e / k) * n + idx[e];
-    w[e] = detail::edge_weight(sims[e], gamma);
+    const i64 row = e / k, j = idx[e];
+    // a missing neighbour becomes a self entry: skipped by the merges, never "repeated"
+    const bool missing = j == detail::kMissingNeighbour;
+    key[e] = row * n + (missing ? row : j);
+    w[e] = missing ? 0.0f : detail::edge_weight(sims[e], gamma);
   }
 };
 
-struct RepeatedInRow {  // e in [1, m): same key as e - 1 within one row
+struct RepeatedInRow {  // e in [1, m): same key as e - 1 within one row, not the row itself
   const i64* key;
-  i64 k;
-  DALCORE_HD bool operator()(i64 e) const { return e % k != 0 && key[e] == key[e - 1]; }
+  i64 n, k;
+  DALCORE_HD bool operator()(i64 e) const {
+    const i64 row = e / k;
+    return e % k != 0 && key[e] == key[e - 1] && key[e] != row * n + row;
+  }
 };
 
 struct DecodeAndCopy {  // key -> column, and (column, row, w) copied for the transposition
@@ -180,7 +187,8 @@ i64 knn_graph_count(const KnnLists& lists, double gamma, GraphMode mode, void* w
 
   const i64 bad = thrust::count_if(pol, first, first + m, BadEntry{lists.sims, lists.idx, n});
   require(bad == 0, "knn_result: ", bad,
-          " entries hold a NaN/inf similarity or a neighbour index outside [0, ", n, ")");
+          " entries hold a NaN/inf similarity or a neighbour index outside [0, ", n,
+          ") and not -1 (no neighbour)");
 
   i64* col = at<i64>(workspace, l.col);
   float* w = at<float>(workspace, l.w);
@@ -188,7 +196,7 @@ i64 knn_graph_count(const KnnLists& lists, double gamma, GraphMode mode, void* w
   backend::check_launch("knn_graph: keys");
   thrust::sort_by_key(pol, col, col + m, w);
   backend::check_launch("knn_graph: sort rows");
-  const i64 repeated = thrust::count_if(pol, first + 1, first + m, RepeatedInRow{col, k});
+  const i64 repeated = thrust::count_if(pol, first + 1, first + m, RepeatedInRow{col, n, k});
   require(repeated == 0, "knn_result: ", repeated,
           " neighbour(s) listed more than once in the same row");
 

@@ -1,7 +1,12 @@
 // Public C++ API of knn_graph: k-NN lists -> symmetric normalised affinity S = D^-1/2 W D^-1/2 (CSR).
 //
-// Input: n rows of k neighbours, idx[n * k] (int64, in [0, n)) and sims[n * k] (float32, finite),
-// row-major. Entries with idx == row (self) are ignored; a row listing a neighbour twice is an error.
+// Input: n rows of k neighbours, idx[n * k] (int64, in [0, n), or -1) and sims[n * k] (float32,
+// finite where idx != -1), row-major. Entries with idx == row (self, any number of times) and
+// idx == -1 (faiss's "no neighbour") are ignored; a row listing a neighbour twice is an error.
+// The CPU and GPU paths accept and refuse the same inputs and build the same graph (the
+// reciprocal weight (a_ij + a_ji) / 2 is computed once in float and dropped when it rounds to 0).
+// Scale: the caller (dalcore/_graph.py) divides the similarities by a power of two when
+// max(s)^gamma would leave float32's comfortable range (S does not depend on the scale of W).
 // Directed weight a_ij = max(0, s_ij)^gamma (computed in double, stored as float32).
 //   reciprocal: i ~ j only when j is in list(i) and i is in list(j); w_ij = (a_ij + a_ji) / 2.
 //   union     : W + W^T, w_ij = a_ij + a_ji (a missing direction counts 0): LP-DeepSSL's graph.

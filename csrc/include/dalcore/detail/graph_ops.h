@@ -13,6 +13,10 @@
 
 namespace dalcore::detail {
 
+// faiss's "no neighbour" index (k larger than what the index can return): an absent entry,
+// skipped like a self entry by both paths; its similarity is not read.
+inline constexpr std::int64_t kMissingNeighbour = -1;
+
 // false for NaN and +-inf (x - x is NaN for both), without <cmath> classification calls.
 DALCORE_HD bool finite_value(float x) { return (x - x) == 0.0f; }
 
