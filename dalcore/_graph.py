@@ -88,10 +88,10 @@ def scale_similarities(sims: Any, idx: Any, gamma: float) -> Any:
 
     ``S = D^-1/2 W D^-1/2`` does not depend on the scale of ``W``, and a power of two scales
     exactly, so the graph is the one of the unscaled similarities computed without overflow.
-    Entries with index -1 (no neighbour) are left out of the maximum. CUDA tensors: computed on
-    the device without a host synchronisation (the factor stays a device tensor).
+    Entries with index -1 (no neighbour) are left out of the maximum. Tensors: computed on their
+    device without a host synchronisation (the factor stays a device tensor).
     """
-    if is_cuda(sims):
+    if is_torch(sims):
         torch = torch_module()
         top = torch.where(idx >= 0, sims, torch.zeros_like(sims)).amax().to(torch.float64)
         top = torch.where(torch.isfinite(top) & (top > 0), top, torch.ones_like(top))
