@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._arrays import check_float, check_int, cuda_stream_handle, is_cuda, is_torch, torch_module
+from ._arrays import (
+    check_float,
+    check_int,
+    cuda_stream_handle,
+    is_cuda,
+    is_torch,
+    torch_module,
+    torch_to_numpy,
+)
 from ._knn import knn
 
 __all__ = ["knn_graph"]
@@ -69,7 +77,7 @@ def knn_graph(
             raise ValueError(f"k: expected 1 <= k < N = {n} (number of points), got {kk}")
         sims, idx = knn(data, kk, metric="ip")
         if is_torch(sims) and not is_cuda(sims):
-            sims, idx = sims.numpy(), idx.numpy()
+            sims, idx = torch_to_numpy(sims), torch_to_numpy(idx)
     sims = scale_similarities(sims, idx, gamma)
     if is_cuda(sims):
         return _knn_graph_gpu(sims, idx, gamma, mode)
@@ -139,7 +147,7 @@ def _as_knn_result(data: Any, k: int | None) -> tuple[Any, Any]:
         if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
             raise TypeError(f"knn_result: expected integer indices, got {idx.dtype}")
         if not is_cuda(sims):
-            sims, idx = sims.detach().numpy(), idx.detach().numpy()
+            sims, idx = torch_to_numpy(sims), torch_to_numpy(idx)
     else:
         sims, idx = np.asarray(sims), np.asarray(idx)
         if sims.dtype.kind not in "fiu":

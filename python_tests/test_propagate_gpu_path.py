@@ -112,8 +112,8 @@ def test_kernel_checks_its_parameters(omp_core, rng):
                                       z.ctypes.data, it.ctypes.data, rr.ctypes.data, 0)
 
     assert call() == 0
-    for kw, match in [({"alpha": 1.0}, "alpha"), ({"tol": 0.0}, "tol"),
-                      ({"max_iter": 0}, "max_iter"), ({"n_": 0}, "graph")]:
+    for kw, match in [({"alpha": 1.0}, "alpha"), ({"tol": -1.0}, "tol"),
+                      ({"max_iter": -1}, "max_iter"), ({"n_": 0}, "graph")]:
         with pytest.raises(ValueError, match=match):
             call(**kw)
 
