@@ -25,6 +25,7 @@ __all__ = [
     "check_int",
     "check_float",
     "cuda_stream_handle",
+    "kernel_array",
 ]
 
 
@@ -199,3 +200,12 @@ def cuda_stream_handle(t: Any) -> int:
     """The raw cudaStream_t of torch's current stream on ``t``'s device."""
     torch = torch_module()
     return int(torch.cuda.current_stream(t.device).cuda_stream)
+
+
+def kernel_array(a: Any) -> Any:
+    """An array as the GPU-path bindings take it: a CUDA tensor as is (C++ reads its
+    ``__cuda_array_interface__``), a CPU tensor as a numpy view of the same memory (the OpenMP
+    twin reads ``__array_interface__``), numpy as is."""
+    if is_torch(a):
+        return a.detach() if a.is_cuda else a.detach().numpy()
+    return a

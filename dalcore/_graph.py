@@ -13,6 +13,7 @@ from ._arrays import (
     cuda_stream_handle,
     is_cuda,
     is_torch,
+    kernel_array,
     torch_module,
     torch_to_numpy,
 )
@@ -195,7 +196,8 @@ def _knn_graph_gpu(sims: Any, idx: Any, gamma: float, mode: str, core: Any = Non
     """GPU path: count (indptr, nnz) then fill, on the current CUDA stream.
 
     ``core`` is the ``gpu`` submodule to run (default ``_core.gpu``); tests pass the OpenMP twin
-    ``_core_omp.gpu`` with CPU tensors, whose "device pointers" are host pointers.
+    ``_core_omp.gpu`` with CPU tensors (handed over as numpy views of host memory). The arrays
+    cross into C++, which checks them (dtype, shape, contiguity, device, stream).
     """
     torch = torch_module()
     if core is None:
@@ -205,17 +207,12 @@ def _knn_graph_gpu(sims: Any, idx: Any, gamma: float, mode: str, core: Any = Non
     n, k = int(sims.shape[0]), int(sims.shape[1])
     dev = sims.device
     stream = cuda_stream_handle(sims) if is_cuda(sims) else 0
-    ws_bytes = core.knn_graph_workspace_bytes(n, k, mode)
-    ws = torch.empty(ws_bytes, dtype=torch.uint8, device=dev)
+    ws = torch.empty(core.knn_graph_workspace_bytes(n, k, mode), dtype=torch.uint8, device=dev)
     indptr = torch.empty(n + 1, dtype=torch.int64, device=dev)
-    nnz = core.knn_graph_count(
-        sims.data_ptr(), idx.data_ptr(), n, k, gamma, mode, ws.data_ptr(), ws_bytes,
-        indptr.data_ptr(), stream,
-    )
+    nnz = core.knn_graph_count(kernel_array(sims), kernel_array(idx), gamma, mode,
+                               kernel_array(ws), kernel_array(indptr), stream)
     indices = torch.empty(nnz, dtype=torch.int32, device=dev)
     data = torch.empty(nnz, dtype=torch.float32, device=dev)
-    core.knn_graph_fill(
-        n, k, mode, ws.data_ptr(), ws_bytes, indptr.data_ptr(), indices.data_ptr(),
-        data.data_ptr(), stream,
-    )
+    core.knn_graph_fill(k, mode, kernel_array(ws), kernel_array(indptr), kernel_array(indices),
+                        kernel_array(data), stream)
     return indptr, indices, data

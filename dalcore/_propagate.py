@@ -313,11 +313,9 @@ def _propagate_cuda(graph: Any, labels: Any, C: int, alpha: float, tol: float, m
     z = torch.empty((n, C), dtype=torch.float32, device=device)
     iters = torch.empty(C, dtype=torch.int64, device=device)
     relres = torch.empty(C, dtype=torch.float64, device=device)
-    with torch.cuda.device(device):
-        broken = _core.gpu.propagate(
-            indptr.data_ptr(), indices.data_ptr(), data.data_ptr(), n, nnz, lab.data_ptr(),
-            count.data_ptr(), C, 0 if x0t is None else x0t.data_ptr(), alpha, tol, max_iter,
-            double, z.data_ptr(), iters.data_ptr(), relres.data_ptr(), cuda_stream_handle(z))
+    # the arrays cross into C++, which checks them and makes their device current
+    broken = _core.gpu.propagate(indptr, indices, data, lab, count, x0t, alpha, tol, max_iter,
+                                 double, z, iters, relres, cuda_stream_handle(z))
     _check_breakdown(broken)
     if return_info:
         return z, PropagateInfo(iters.cpu().numpy(), relres.cpu().numpy())
@@ -348,10 +346,8 @@ def _propagate_host_gpu_path(gpu: Any, graph: Any, labels: Any, *, num_classes: 
     z = np.empty((n, C), dtype=np.float32)
     iters = np.empty(C, dtype=np.int64)
     relres = np.empty(C, dtype=np.float64)
-    broken = gpu.propagate(
-        indptr.ctypes.data, indices.ctypes.data, data.ctypes.data, n, indices.shape[0],
-        lab.ctypes.data, count.ctypes.data, C, 0 if x0a is None else x0a.ctypes.data, alpha,
-        tol, max_iter, double, z.ctypes.data, iters.ctypes.data, relres.ctypes.data, 0)
+    broken = gpu.propagate(indptr, indices, data, lab, count, x0a, alpha, tol, max_iter, double,
+                           z, iters, relres, 0)
     _check_breakdown(broken)
     return z, PropagateInfo(iters, relres)
 

@@ -90,7 +90,7 @@ def test_one_symmetry_test_for_both_paths(omp_core, digits):
     # a 10% one-sided perturbation, and a strictly triangular graph: refused by both, same words
     tri = sp.csr_array(sp.triu(s, k=1))
     for g in (perturbed(s, rng, 0.1), tri):
-        for name, solve in paths(omp_core):
+        for _name, solve in paths(omp_core):
             with pytest.raises(ValueError, match=r"graph: expected a symmetric affinity.*u'Sv"):
                 solve(g, labels, num_classes=10)
 
@@ -99,7 +99,7 @@ def test_one_symmetry_test_for_both_paths(omp_core, digits):
 def test_integers_beyond_int64_are_value_errors(omp_core, digits, value):
     s, y = digits
     labels = pick_labels(seeded("int64"), y, 2)
-    for name, solve in paths(omp_core):
+    for _name, solve in paths(omp_core):
         with pytest.raises(ValueError, match="num_classes"):
             solve(s, labels, num_classes=value)
         with pytest.raises(ValueError, match="max_iter"):
@@ -114,7 +114,7 @@ def test_integers_beyond_int64_are_value_errors(omp_core, digits, value):
 def test_num_classes_above_n_refused(omp_core, digits):
     s, y = digits
     labels = pick_labels(seeded("classes"), y, 2)
-    for name, solve in paths(omp_core):
+    for _name, solve in paths(omp_core):
         with pytest.raises(ValueError, match="num_classes: expected at most 1797"):
             solve(s, labels, num_classes=1798)
 

@@ -149,8 +149,9 @@ struct FillRow {
   std::int32_t* indices;
   float* data;
   const double* dinv;
+  i64 capacity;
   DALCORE_HD void operator()(i64 i) const {
-    detail::FillEmit out{indices, data, indptr[i], dinv, dinv[i]};
+    detail::FillEmit out{indices, data, indptr[i], dinv, dinv[i], capacity};
     lists.row(i, out);
   }
 };
@@ -224,7 +225,7 @@ i64 knn_graph_count(const KnnLists& lists, double gamma, GraphMode mode, void* w
 }
 
 void knn_graph_fill(i64 n, i64 k, GraphMode mode, void* workspace, std::size_t workspace_size,
-                    const i64* indptr, std::int32_t* indices, float* data,
+                    const i64* indptr, i64 capacity, std::int32_t* indices, float* data,
                     std::uintptr_t stream) {
   check_sizes(n, k, mode, workspace_size);
   const Layout l = layout(n, k, mode);
@@ -232,7 +233,7 @@ void knn_graph_fill(i64 n, i64 k, GraphMode mode, void* workspace, std::size_t w
   const thrust::counting_iterator<i64> first(0);
   thrust::for_each_n(pol, first, n,
                      FillRow{row_lists(workspace, l, k, mode), indptr, indices, data,
-                             at<const double>(workspace, l.dinv)});
+                             at<const double>(workspace, l.dinv), capacity});
   backend::check_launch("knn_graph: fill");
 }
 

@@ -134,18 +134,18 @@ struct PickIndex {
   DALCORE_HD std::int64_t operator()(const ArgMax& a) const { return a.index; }
 };
 
-struct RadiusOf {
+struct RadiusOf {  // as the CPU kernel: sqrt in double of the largest squared min-distance
   const ArgMax* last;
-  float* radius;
+  double* radius;
   DALCORE_HD void operator()(std::int64_t) const {
-    const float v = last->value;
-    radius[0] = v > 0.0f ? sqrtf(v) : 0.0f;
+    const double v = static_cast<double>(last->value);
+    radius[0] = v > 0.0 ? ::sqrt(v) : 0.0;
   }
 };
 
 template <bool Vec4>
 void run(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-         std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, float* radius,
+         std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
          backend::stream_t s) {
   const auto pol = backend::policy(s);
   const thrust::counting_iterator<std::int64_t> first(0);
@@ -194,7 +194,7 @@ void run(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* lab
 }  // namespace
 
 void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, float* radius,
+             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
              std::uintptr_t stream) {
   check_kcenter_sizes(n, d, n_labeled, budget);
   const backend::stream_t s = backend::to_stream(stream);

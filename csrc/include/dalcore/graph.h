@@ -50,8 +50,12 @@ struct KnnLists {
 
 namespace cpu {
 
+// Frees the scratch kept from the last build (see KnnGraphBuilder); thread-safe.
+void release_graph_scratch();
+
 // Two phases so that the caller can allocate the outputs once nnz is known (the scratch of a
-// finished build, up to 1 GiB, is kept for the next one: graphs are rebuilt every epoch):
+// finished build, up to 512 MiB, is kept for the next one: graphs are rebuilt every epoch;
+// release_graph_scratch() frees it):
 //   KnnGraphBuilder b(lists, gamma, mode);   // validates, sorts rows, counts (throws on bad input)
 //   b.fill(indptr, indices, data);           // indptr[n + 1], indices/data[b.nnz()]
 class KnnGraphBuilder {
@@ -87,10 +91,12 @@ std::int64_t knn_graph_count(const KnnLists& lists, double gamma, GraphMode mode
                              void* workspace, std::size_t workspace_size, std::int64_t* indptr,
                              std::uintptr_t stream);
 
-// Writes indices[nnz] and data[nnz]; stream-ordered, does not synchronise.
+// Writes indices[nnz] and data[nnz]; stream-ordered, does not synchronise. `capacity` is the
+// length of indices and data: nothing is written past it, whatever indptr holds.
 void knn_graph_fill(std::int64_t n, std::int64_t k, GraphMode mode, void* workspace,
                     std::size_t workspace_size, const std::int64_t* indptr,
-                    std::int32_t* indices, float* data, std::uintptr_t stream);
+                    std::int64_t capacity, std::int32_t* indices, float* data,
+                    std::uintptr_t stream);
 
 }  // namespace gpu
 }  // namespace dalcore
