@@ -1,15 +1,24 @@
 // GPU path of knn_graph, written on Thrust over DALCORE_HD functors (see dalcore/detail/backend.h):
 // compiled by nvcc into _core and by the host compiler into _core_omp. Contract: dalcore/graph.h.
 //
-// count: validate (count_if) -> key (row * n + j) with a_ij -> sort_by_key (each row's list sorted
-//        by index, rows stay in blocks of k) -> repeated-neighbour check -> decode the column ->
-//        transposed lists (the j listing i, ascending) by stable_sort_by_key on the column +
-//        lower_bound offsets -> per-row merge counts (detail::merge_row: union or common
-//        entries) -> exclusive_scan -> indptr; nnz read back (one synchronisation).
-//        The count pass also sums each row's degree -> d^-1/2 (kept in the workspace).
-// fill:  per row, the same merge writes indices and S_ij = w_ij d_i^-1/2 d_j^-1/2.
+// count: validate (a reduction into device memory) -> key (row * n + j, a missing or invalid j
+//        keyed as the row itself) with a_ij -> sort_by_key (each row's list sorted by index,
+//        rows stay in blocks of k) -> repeated-neighbour count (device memory) -> decode the
+//        column -> transposed lists (the j listing i, ascending) by stable_sort_by_key on the
+//        column + lower_bound offsets -> per-row merge counts (detail::merge_row: union or
+//        common entries) -> exclusive_scan -> indptr. The count pass also sums each row's
+//        degree -> d^-1/2 (kept in the workspace).
+// fill:  per row, the same merge writes indices and S_ij = w_ij d_i^-1/2 d_j^-1/2 (never past
+//        the outputs' length).
+//
+// Host synchronisations per call (CUDA): count: exactly one, the copy of (bad entries, repeated
+// neighbours, nnz) that sizes the output and reports invalid lists; fill: none. Thrust's
+// temporaries (sorts, scans, reductions) come from the stream-ordered pool (backend::policy).
 #include <thrust/binary_search.h>
+#include <thrust/copy.h>
 #include <thrust/count.h>
+#include <thrust/functional.h>
+#include <thrust/iterator/transform_iterator.h>
 #include <thrust/fill.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
@@ -61,14 +70,14 @@ T* at(void* base, std::size_t offset) {
   return reinterpret_cast<T*>(static_cast<unsigned char*>(base) + offset);
 }
 
-struct BadEntry {
+struct BadEntry {  // 1 for an entry that is neither valid nor missing
   const float* sims;
   const i64* idx;
   i64 n;
-  DALCORE_HD bool operator()(i64 e) const {
+  DALCORE_HD i64 operator()(i64 e) const {
     const i64 j = idx[e];
-    if (j == detail::kMissingNeighbour) return false;  // its similarity is not read
-    return !detail::finite_value(sims[e]) || j < 0 || j >= n;
+    if (j == detail::kMissingNeighbour) return 0;  // its similarity is not read
+    return (!detail::finite_value(sims[e]) || j < 0 || j >= n) ? 1 : 0;
   }
 };
 
@@ -81,19 +90,20 @@ struct MakeKey {
   float* w;
   DALCORE_HD void operator()(i64 e) const {
     const i64 row = e / k, j = idx[e];
-    // a missing neighbour becomes a self entry: skipped by the merges, never "repeated"
-    const bool missing = j == detail::kMissingNeighbour;
+    // a missing neighbour becomes a self entry: skipped by the merges, never "repeated"; so
+    // does an invalid one (out of range), which the validation reports after the count
+    const bool missing = j < 0 || j >= n;
     key[e] = row * n + (missing ? row : j);
     w[e] = missing ? 0.0f : detail::edge_weight(sims[e], gamma);
   }
 };
 
-struct RepeatedInRow {  // e in [1, m): same key as e - 1 within one row, not the row itself
+struct RepeatedInRow {  // e in [1, m): 1 for the same key as e - 1 within one row, not self
   const i64* key;
   i64 n, k;
-  DALCORE_HD bool operator()(i64 e) const {
+  DALCORE_HD i64 operator()(i64 e) const {
     const i64 row = e / k;
-    return e % k != 0 && key[e] == key[e - 1] && key[e] != row * n + row;
+    return (e % k != 0 && key[e] == key[e - 1] && key[e] != row * n + row) ? 1 : 0;
   }
 };
 
@@ -186,20 +196,24 @@ i64 knn_graph_count(const KnnLists& lists, double gamma, GraphMode mode, void* w
   const auto pol = backend::policy(s);
   const thrust::counting_iterator<i64> first(0);
 
-  const i64 bad = thrust::count_if(pol, first, first + m, BadEntry{lists.sims, lists.idx, n});
-  require(bad == 0, "knn_result: ", bad,
-          " entries hold a NaN/inf similarity or a neighbour index outside [0, ", n,
-          ") and not -1 (no neighbour)");
+  // Validation results stay on the device ([0] bad entries, [1] repeated neighbours, [2] nnz)
+  // and come back with nnz in the one host synchronisation of the call.
+  backend::buffer<i64> checks(3, s);
+  backend::buffer<unsigned char> scratch;
+  backend::reduce_into(s, scratch,
+                       thrust::make_transform_iterator(first, BadEntry{lists.sims, lists.idx, n}),
+                       m, checks.data(), thrust::plus<i64>(), i64(0));
 
   i64* col = at<i64>(workspace, l.col);
   float* w = at<float>(workspace, l.w);
+  // (an invalid entry is keyed as missing: the passes below stay in bounds until the check)
   thrust::for_each_n(pol, first, m, MakeKey{lists.sims, lists.idx, n, k, gamma, col, w});
   backend::check_launch("knn_graph: keys");
   thrust::sort_by_key(pol, col, col + m, w);
   backend::check_launch("knn_graph: sort rows");
-  const i64 repeated = thrust::count_if(pol, first + 1, first + m, RepeatedInRow{col, n, k});
-  require(repeated == 0, "knn_result: ", repeated,
-          " neighbour(s) listed more than once in the same row");
+  backend::reduce_into(s, scratch,
+                       thrust::make_transform_iterator(first + 1, RepeatedInRow{col, n, k}),
+                       m - 1, checks.data() + 1, thrust::plus<i64>(), i64(0));
 
   i64* tcol = at<i64>(workspace, l.tcol);
   i64* tsrc = at<i64>(workspace, l.tsrc);
@@ -219,9 +233,15 @@ i64 knn_graph_count(const KnnLists& lists, double gamma, GraphMode mode, void* w
   thrust::fill_n(pol, indptr + n, 1, i64(0));
   thrust::exclusive_scan(pol, indptr, indptr + (n + 1), indptr);
   backend::check_launch("knn_graph: scan");
-  i64 nnz = 0;
-  backend::copy_to_host(&nnz, indptr + n, sizeof(i64), s);
-  return nnz;
+  thrust::copy_n(pol, indptr + n, 1, checks.data() + 2);
+  i64 host[3] = {0, 0, 0};
+  backend::copy_to_host(host, checks.data(), sizeof(host), s);  // the one synchronisation
+  require(host[0] == 0, "knn_result: ", host[0],
+          " entries hold a NaN/inf similarity or a neighbour index outside [0, ", n,
+          ") and not -1 (no neighbour)");
+  require(host[1] == 0, "knn_result: ", host[1],
+          " neighbour(s) listed more than once in the same row");
+  return host[2];
 }
 
 void knn_graph_fill(i64 n, i64 k, GraphMode mode, void* workspace, std::size_t workspace_size,

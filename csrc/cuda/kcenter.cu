@@ -4,8 +4,13 @@
 // Everything stays on the device and in stream order: one reduction per pick over a
 // transform_iterator whose functor reads the previous pick from device memory, adds it as a
 // centre (min-distance update in place) and yields (min-distance, index); the arg-max (lowest
-// index on ties) lands in device memory, where the next pick's functor reads it. No host
-// synchronisation until the caller reads the result.
+// index on ties) lands in device memory, where the next pick's functor reads it.
+//
+// Host synchronisations per call (CUDA): none (none per pick); the caller synchronises when it
+// reads the picks or the radius. Temporaries: backend::buffer (cudaMallocAsync on the caller's
+// stream) and CUB's reduction scratch, grown once and reused by every pick. (The Python border,
+// dalcore/_kcenter.py, synchronises once before the call to validate the features and find
+// their scale.)
 #include <cmath>
 #include <cstdint>
 #include <limits>

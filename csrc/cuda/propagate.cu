@@ -12,8 +12,13 @@
 // The CG scalars never leave the device. Converged columns are frozen (step 0, beta 1,
 // gamma 0) by the scalar update itself, so the host does not need to look at them; it checks
 // the number of still-active columns only every kCheckEvery iterations (one small device-to-
-// host copy) to stop early once all columns have converged. With the default max_iter = 20
-// that is at most two synchronisations per call.
+// host copy) to stop early once all columns have converged.
+//
+// Host synchronisations per call (CUDA): one for the symmetry test before the solve (its result
+// decides whether to solve), none per CG iteration except the convergence check every
+// kCheckEvery iterations, and one at the end (the breakdown count). With the default
+// max_iter = 20: at most four. Temporaries: backend::buffer (cudaMallocAsync) and, for the
+// symmetry test's transform_reduce, Thrust's temporaries from the stream-ordered pool.
 #include <thrust/for_each.h>
 #include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>
