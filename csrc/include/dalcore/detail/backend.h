@@ -57,9 +57,9 @@ class stream_allocator {
     check(cudaMallocAsync(&p, static_cast<std::size_t>(bytes), s_), "cudaMallocAsync (thrust)");
     return static_cast<char*>(p);
   }
-  void deallocate(char* p, std::size_t) {
-    check(cudaFreeAsync(p, s_), "cudaFreeAsync (thrust)");
-  }
+  // Called from Thrust's temporary-buffer destructors: never throws (an error is left for the
+  // next checked call to report).
+  void deallocate(char* p, std::size_t) noexcept { (void)cudaFreeAsync(p, s_); }
 
  private:
   stream_t s_;
