@@ -109,9 +109,10 @@ def scale_similarities(sims: Any, idx: Any, gamma: float) -> Any:
         big = (gamma * torch.log2(top)).abs() > _WEIGHT_EXP
         factor = torch.where(big, torch.ldexp(torch.ones_like(top), -exp), torch.ones_like(top))
         return sims * factor.to(torch.float32)
-    masked = sims if idx.size == 0 or idx.min() >= 0 else np.where(idx >= 0, sims, 0.0)
-    with np.errstate(invalid="ignore"):
-        top = float(np.max(masked)) if masked.size else 0.0
+    top = float(np.max(sims))  # one pass; the -1 entries are masked only when it matters
+    if np.isfinite(top) and (top <= 0.0 or abs(gamma * np.log2(top)) <= _WEIGHT_EXP):
+        return sims
+    top = float(np.max(np.where(idx >= 0, sims, 0.0)))
     if not np.isfinite(top) or top <= 0.0 or abs(gamma * np.log2(top)) <= _WEIGHT_EXP:
         return sims  # NaN/inf are reported by the kernel
     return np.ldexp(sims, -np.frexp(top)[1]).astype(np.float32)
