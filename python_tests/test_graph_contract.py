@@ -70,6 +70,20 @@ def test_self_entries_accepted_by_both(omp_core, mode):
         assert_graph_matches(g, ref)
 
 
+@pytest.mark.parametrize("garbage", [np.nan, np.inf, np.finfo(np.float32).max, 1e-30])
+def test_missing_neighbours_similarity_is_not_read(omp_core, garbage):
+    """Whatever a -1 entry's similarity holds, neither the kernels nor the scale check use it."""
+    sims, idx = digits_lists()
+    sims, idx = sims.copy(), idx.copy()
+    holes = seeded(f"garbage-{garbage}").random(idx.shape) < 0.1
+    idx[holes] = -1
+    sims[holes] = garbage
+    for mode in MODES:
+        ref = drop_missing_reference(sims, idx, 3.0, mode)
+        for g in both(omp_core, sims, idx, mode=mode):
+            assert_graph_matches(g, ref)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_missing_neighbours_accepted_by_both(omp_core, mode):
     sims, idx = digits_lists()
