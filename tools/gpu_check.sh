@@ -50,13 +50,15 @@ step() {
 
 : > "$SUMMARY"
 say "# dalcore GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-step machine 30 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; \
-  nvcc --version | tail -n 2; $PY -c 'import torch; print(\"torch\", torch.__version__, \
-  \"cuda\", torch.version.cuda, \"available\", torch.cuda.is_available())'"
+step machine 30 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv \
+  && nvcc --version | tail -n 2 && $PY -c 'import torch; print(\"torch\", torch.__version__, \
+  \"cuda\", torch.version.cuda); assert torch.cuda.is_available(), \"torch sees no GPU\"'"
 step build 200 env DALCORE_CUDA=ON JOBS="${JOBS:-16}" PYTHON="$PY" bash tools/dev_build.sh
 step info 20 env PYTHONPATH=. "$PY" -c "import dalcore; print(dalcore.build_info()); \
   assert dalcore.cuda_available(), 'no CUDA device visible to dalcore'"
-step pytest_gpu 120 env PYTHONPATH=. "$PY" -m pytest -q -m gpu -p no:cacheprovider python_tests
+# all skipped is a failure here: the point is to run them on the device
+step pytest_gpu 120 bash -c "PYTHONPATH=. $PY -m pytest -q -rs -m gpu -p no:cacheprovider \
+  python_tests | tee /dev/stderr | tail -n 1 | grep -q ' passed' && test \${PIPESTATUS[0]} -eq 0"
 step pytest_contract 60 env PYTHONPATH=. "$PY" -m pytest -q -p no:cacheprovider \
   python_tests/test_gpu_bindings.py python_tests/test_graph_contract.py \
   python_tests/test_propagate_contract.py python_tests/test_kcenter_contract.py
