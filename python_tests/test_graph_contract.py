@@ -174,3 +174,28 @@ def test_paths_agree_on_random_lists_with_everything(omp_core):
             cpu, twin = both(omp_core, sims, idx, gamma, mode)
             assert_graph_matches(cpu, ref)
             assert_graph_matches(twin, ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", MODES)
+def test_cuda_path_same_contract(mode):
+    """On a device: self, -1 and scaled similarities give the reference graph; a repeated
+    neighbour is refused."""
+    sims, idx = digits_lists()
+    sims, idx = sims.copy(), idx.copy()
+    rng = seeded(f"cuda-{mode}")
+    holes = rng.random(idx.shape) < 0.1
+    idx[holes], sims[holes] = -1, -np.inf
+    selfish = rng.choice(idx.shape[0], 50, replace=False)
+    idx[selfish, 0] = selfish
+    ref = drop_missing_reference(sims, idx, 3.0, mode)
+    for scale in (1.0, 1e30, 1e-20):
+        s = torch.from_numpy((sims.astype(np.float64) * scale).astype(np.float32)).cuda()
+        indptr, indices, data = dalcore.knn_graph((s, torch.from_numpy(idx).cuda()), mode=mode)
+        g = sp.csr_array((data.cpu().numpy(), indices.cpu().numpy(), indptr.cpu().numpy()),
+                         shape=ref.shape)
+        assert_graph_matches(g, ref, atol=2e-6)
+    idx[5, 3] = idx[5, 1] if idx[5, 1] >= 0 else 7
+    idx[5, 1] = idx[5, 3]
+    with pytest.raises(ValueError, match="more than once"):
+        dalcore.knn_graph((torch.from_numpy(sims).cuda(), torch.from_numpy(idx).cuda()))

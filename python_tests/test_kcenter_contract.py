@@ -126,3 +126,22 @@ def test_knn_refuses_scales_float32_cannot_rank(scale):
     s = ok.astype(np.float64) @ ok.astype(np.float64).T
     np.fill_diagonal(s, -np.inf)
     np.testing.assert_array_equal(idx, np.argsort(-s, axis=1, kind="stable")[:, :5])
+
+
+@pytest.mark.gpu
+def test_cuda_path_same_contract():
+    rng = seeded("cuda")
+    x = (rng.standard_normal((3000, 32)) * 1e19).astype(np.float32)
+    want, radius = ref_kcenter(x, 25, [4, 8])
+    picks, r = dalcore.kcenter(torch.from_numpy(x).cuda(), 25, [4, 8], return_radius=True)
+    assert picks.is_cuda and picks.tolist() == want
+    assert r.is_cuda and r.dtype == torch.float64 and r.dim() == 0
+    assert float(r) == pytest.approx(radius, rel=1e-5)
+    xb = torch.from_numpy(x / 1e19).to(torch.bfloat16).cuda()
+    assert dalcore.kcenter(xb, 10).tolist() == dalcore.kcenter(xb.float(), 10).tolist()
+    # the CUDA bindings take CUDA arrays only, checked in C++
+    gpu = dalcore._core.gpu
+    with pytest.raises(TypeError, match="features: expected a CUDA array"):
+        gpu.kcenter(x, np.empty(0, np.int64), np.empty(3, np.int64), None, 0)
+    with pytest.raises(TypeError, match="features: expected a CUDA array"):
+        gpu.kcenter(x.ctypes.data, np.empty(0, np.int64), np.empty(3, np.int64), None, 0)

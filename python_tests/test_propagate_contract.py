@@ -148,3 +148,29 @@ def test_pseudo_labels_do_not_depend_on_scale(scale):
             np.testing.assert_array_equal(lab[5:], base_lab[5:])
             np.testing.assert_allclose(w, base_w, rtol=1e-5, atol=1e-6)
         assert (w[:5] == 0).all()
+
+
+@pytest.mark.gpu
+def test_cuda_path_same_contract(digits):
+    torch = pytest.importorskip("torch")
+    s, y = digits
+    labels = pick_labels(seeded("cuda"), y, 3)
+    triple = tuple(torch.from_numpy(np.ascontiguousarray(a)).cuda()
+                   for a in (s.indptr.astype(np.int64), s.indices, s.data))
+    lab = torch.from_numpy(labels).cuda()
+    a, b = system(s, 0.99), rhs(labels, 10)
+    ref = np.stack([spl.cg(a, b[:, j], rtol=1e-30, atol=0.0, maxiter=20)[0]
+                    for j in range(10)], axis=1)
+    z, info = dalcore.propagate(triple, lab, num_classes=10, tol=0.0, max_iter=20,
+                                return_info=True, precision="float64")
+    assert (info.iterations == 20).all()
+    assert col_rel_err(z.cpu().numpy(), ref) <= 1e-5
+    z, info = dalcore.propagate(triple, lab, num_classes=10, max_iter=0, return_info=True)
+    assert (z == 0).all().item() and (info.iterations == 0).all()
+    tri = sp.csr_array(sp.triu(s, k=1))
+    tri_t = tuple(torch.from_numpy(np.ascontiguousarray(a)).cuda()
+                  for a in (tri.indptr.astype(np.int64), tri.indices, tri.data))
+    with pytest.raises(ValueError, match="graph: expected a symmetric affinity"):
+        dalcore.propagate(tri_t, lab, num_classes=10)
+    with pytest.raises(ValueError, match="num_classes"):
+        dalcore.propagate(triple, lab, num_classes=2**63)
