@@ -38,7 +38,8 @@ def knn_graph(
     ----------
     data : (similarities, indices) tuple or (N, d) features
         Either the result of :func:`dalcore.knn` (``metric="ip"``): two (N, k) arrays, float
-        similarities and integer neighbour indices in ``[0, N)``, best first; or a feature
+        similarities and integer neighbour indices in ``[0, N)`` (or -1: none), best first
+        (bfloat16 / float16 tensors are converted losslessly); or a feature
         matrix, whose inner-product k-NN lists are computed with ``knn(features, k)``.
     k : int, optional
         Neighbours per point. Features: default 50, ``1 <= k < N``. k-NN lists: default their
@@ -61,9 +62,14 @@ def knn_graph(
 
     Notes
     -----
-    ``S`` is exactly symmetric; entries listing the point itself are ignored (no self loops);
-    edges of weight 0 (``s <= 0``) are not stored; ``d_i = sum_j w_ij`` and an isolated point
-    (``d_i = 0``) keeps an empty row. A row listing the same neighbour twice is a ValueError.
+    ``S`` is exactly symmetric; entries listing the point itself are ignored (no self loops),
+    and so are entries with index -1 (faiss's "no neighbour", whose similarity is not read);
+    edges of weight 0 (``s <= 0``, or a reciprocal mean that rounds to 0) are not stored;
+    ``d_i = sum_j w_ij`` and an isolated point (``d_i = 0``) keeps an empty row. A row listing
+    the same neighbour twice, or an index outside ``[0, N)`` other than -1, is a ValueError.
+    ``S`` does not depend on the scale of the similarities: where ``max(s) ** gamma`` would
+    overflow or underflow float32, they are first divided by a power of two (exact). The CPU
+    and CUDA paths accept and refuse the same inputs and build the same graph.
     """
     if not isinstance(mode, str) or mode not in _MODES:
         raise ValueError(f"mode: expected 'reciprocal' or 'union', got {mode!r}")
