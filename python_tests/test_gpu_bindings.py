@@ -57,6 +57,7 @@ def test_valid_arrays_run_and_match_the_reference(omp_core, x):
     (lambda x: Exposed(x, data=(0, False)), ValueError, "features: null data pointer"),
     (lambda x: Exposed(x, data=(x.ctypes.data + 1, False)), ValueError, "not aligned"),
     (lambda x: Exposed(x, stream=7), ValueError, "features: the array is ordered on stream 7"),
+    (lambda x: Exposed(x, mask=np.ones(x.shape, bool)), ValueError, "features: masked"),
 ])
 def test_bad_features_refused_naming_the_argument(omp_core, x, bad, exc, match):
     with pytest.raises(exc, match=match):

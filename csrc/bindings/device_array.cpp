@@ -116,6 +116,7 @@ ArrayRef array_ref(const py::handle& obj, const char* name, Dtype dt,
     ++i;
   }
   check_contiguous(d, a.shape, want.itemsize, name);
+  require(!d.contains("mask") || d["mask"].is_none(), name, ": masked arrays are not supported");
   const auto data = d["data"].cast<py::tuple>();
   const auto ptr = data[0].cast<std::uintptr_t>();
   const bool readonly = data[1].cast<bool>();
