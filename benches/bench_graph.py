@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import scipy.sparse
@@ -99,6 +100,60 @@ def bench_one(n: int, k: int, d: int, gamma: float, repeats: int, bw: float) -> 
     ]
 
 
+# ------------------------------------------------------------------ CUDA rows
+
+
+def cuda_read_bandwidth(torch, nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """Device read bandwidth in bytes/s: median of synchronised sums over nbytes on the GPU,
+    measured in the same run as the CUDA rows it is the floor of."""
+    a = torch.ones(nbytes // 4, dtype=torch.float32, device="cuda")
+
+    def run():
+        a.sum()
+        torch.cuda.synchronize()
+
+    return nbytes / median_time(run, repeats)
+
+
+def device_lists(torch, n: int, k: int, seed: int = 0):
+    """Synthetic k-NN lists on the GPU: row i lists (i + o_t) mod n for k distinct offsets o_t
+    (no self, no repeats; j lists i back when n - o_t is an offset too), similarities uniform
+    in [0.2, 1). Built on the device: faiss-cpu cannot search 1M points in the time budget."""
+    rng = np.random.default_rng(seed)
+    off = torch.from_numpy(rng.choice(np.arange(1, n), k, replace=False)).cuda()
+    idx = (torch.arange(n, device="cuda")[:, None] + off[None, :]) % n
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    sims = 0.2 + 0.8 * torch.rand((n, k), device="cuda", generator=gen)
+    return sims, idx
+
+
+def _graph_synced(torch, sims, idx, gamma: float, mode: str) -> None:
+    dalcore.knn_graph((sims, idx), gamma=gamma, mode=mode)
+    torch.cuda.synchronize()
+
+
+def cuda_rows(sizes: list[int], k: int, gamma: float, repeats: int) -> None:
+    """dalcore.knn_graph on CUDA lists: ms, and the floor = bytes that must move (read the lists,
+    write the CSR) / device read bandwidth measured in this run."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_graph --cuda-only: no CUDA device")
+    bw = cuda_read_bandwidth(torch)
+    rows = []
+    for n in sizes:
+        sims, idx = device_lists(torch, n, k)
+        for mode in ("union", "reciprocal"):
+            t = median_time(partial(_graph_synced, torch, sims, idx, gamma, mode), repeats)
+            nnz = int(dalcore.knn_graph((sims, idx), gamma=gamma, mode=mode)[0][-1])
+            moved = n * k * (4 + 8) + 8 * (n + 1) + 8 * nnz
+            rows.append([n, mode, nnz, t * 1e3, moved / bw * 1e3, t * bw / moved])
+            print(f"knn_graph CUDA N = {n} {mode}: {t * 1e3:.3g} ms", flush=True)
+    print(f"# knn_graph CUDA rows: {torch.cuda.get_device_name()}, k = {k}, device read "
+          f"bandwidth {bw / 1e9:.0f} GB/s measured in this run, median of {repeats}")
+    print(fmt_table(["N", "mode", "nnz", "ours CUDA ms", "floor ms", "ours/floor"], rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N in {10k, 50k}, fewer repeats")
@@ -107,10 +162,15 @@ def main() -> None:
     ap.add_argument("-d", type=int, default=32, help="feature dimension (faiss cost only)")
     ap.add_argument("--gamma", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--cuda-only", action="store_true",
+                    help="only the CUDA rows (synthetic lists on the GPU, device bandwidth floor)")
     args = ap.parse_args()
     sizes = args.sizes or ([10_000, 50_000] if args.quick else [10_000, 50_000, 200_000])
     repeats = args.repeats or (3 if args.quick else 5)
     k, gamma = args.k, args.gamma
+    if args.cuda_only:
+        cuda_rows(sizes, k, gamma, repeats)
+        return
 
     bw = parallel_memory_bandwidth(repeats=repeats)
     info = dalcore.build_info()

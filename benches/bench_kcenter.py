@@ -182,6 +182,43 @@ def timed_extrapolated(fn, x, budget, labeled, picks):
     return t_init + per_pick * budget, True
 
 
+def cuda_read_bandwidth(torch, nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """Device read bandwidth in bytes/s: median of synchronised sums over nbytes on the GPU,
+    measured in the same run as the CUDA rows it is the floor of."""
+    a = torch.ones(nbytes // 4, dtype=torch.float32, device="cuda")
+
+    def run():
+        a.sum()
+        torch.cuda.synchronize()
+
+    return nbytes / median_time(run, repeats)
+
+
+def cuda_rows(args, sizes) -> None:
+    """dalcore.kcenter on CUDA tensors: seconds, ms per pick, GB/s of one pass and the fraction
+    of the device read bandwidth (a pick reads the features once and min-distances twice)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_kcenter --cuda-only: no CUDA device")
+    bw = cuda_read_bandwidth(torch)
+    rows = []
+    for n, d, budget in sizes:
+        x = torch.from_numpy(make_data(n, d, args.data)).cuda()
+        lab = torch.arange(N_LABELED, device="cuda")
+        t = median_time(partial(run_synchronized, torch, dalcore.kcenter, x, budget, lab),
+                        args.repeats)
+        per_pick = t / budget
+        bytes_pass = n * d * 4 + n * 4 * 2
+        rows.append([n, d, budget, t, per_pick * 1e3, bytes_pass / per_pick / 1e9,
+                     f"{100 * bytes_pass / per_pick / bw:.0f}%"])
+        print(f"kcenter CUDA N = {n}: {t:.4g} s", flush=True)
+    print(f"# kcenter CUDA rows: {torch.cuda.get_device_name()}, device read bandwidth "
+          f"{bw / 1e9:.0f} GB/s measured in this run; data={args.data}; {N_LABELED} labeled; "
+          f"median of {args.repeats}")
+    print(fmt_table(["N", "d", "budget", "ours CUDA s", "ms/pick", "GB/s", "% of floor"], rows))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, 1 repeat: a smoke run")
@@ -197,6 +234,8 @@ def main(argv=None) -> None:
                     help="comma-separated subset of numpy,sklearn,scipy,torch")
     ap.add_argument("--data", choices=["clustered", "gaussian"], default="clustered")
     ap.add_argument("--threads", type=int, default=None, help="threads for every library")
+    ap.add_argument("--cuda-only", action="store_true",
+                    help="only the CUDA rows (dalcore on CUDA tensors, device bandwidth floor)")
     args = ap.parse_args(argv)
 
     if args.quick:
@@ -208,6 +247,9 @@ def main(argv=None) -> None:
     else:
         sizes = [(n, d, b) for n in (10_000, 50_000, 200_000) for d in (128, 512)
                  for b in (100, 1000)]
+    if args.cuda_only:
+        cuda_rows(args, sizes)
+        return
     peers = [p for p in args.peers.split(",") if p]
     extrapolated = {p for p in args.extrapolate.split(",") if p}
 

@@ -25,6 +25,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,6 +105,69 @@ def lp_deepssl(s: sp.csr_array, labels: np.ndarray, c: int) -> np.ndarray:
     return z
 
 
+# ------------------------------------------------------------------ CUDA rows
+
+
+def cuda_read_bandwidth(torch, nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """Device read bandwidth in bytes/s: median of synchronised sums over nbytes on the GPU,
+    measured in the same run as the CUDA rows it is the floor of."""
+    a = torch.ones(nbytes // 4, dtype=torch.float32, device="cuda")
+
+    def run():
+        a.sum()
+        torch.cuda.synchronize()
+
+    return nbytes / median_time(run, repeats)
+
+
+def device_lists(torch, n: int, k: int, seed: int = 0):
+    """Synthetic k-NN lists on the GPU: row i lists (i + o_t) mod n for k distinct offsets o_t
+    (no self, no repeats; j lists i back when n - o_t is an offset too), similarities uniform
+    in [0.2, 1). Built on the device: faiss-cpu cannot search 1M points in the time budget."""
+    rng = np.random.default_rng(seed)
+    off = torch.from_numpy(rng.choice(np.arange(1, n), k, replace=False)).cuda()
+    idx = (torch.arange(n, device="cuda")[:, None] + off[None, :]) % n
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    sims = 0.2 + 0.8 * torch.rand((n, k), device="cuda", generator=gen)
+    return sims, idx
+
+
+def _propagate_synced(torch, g, labels, c: int) -> None:
+    dalcore.propagate(g, labels, num_classes=c, alpha=ALPHA, tol=0.0, max_iter=ITERS)
+    torch.cuda.synchronize()
+
+
+def cuda_rows(sizes: list[int], k: int, classes: list[int], per_class: int,
+              repeats: int) -> None:
+    """dalcore.propagate on a CUDA graph (the union graph of device_lists), ITERS iterations
+    exactly (tol=0): ms per iteration against the floor = (the graph once + ~8 passes over the
+    n x C vectors) / device read bandwidth measured in this run."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_propagate --cuda-only: no CUDA device")
+    bw = cuda_read_bandwidth(torch)
+    rows = []
+    for n in sizes:
+        sims, idx = device_lists(torch, n, k)
+        g = dalcore.knn_graph((sims, idx), mode="union")
+        nnz = int(g[0][-1])
+        del sims, idx
+        for c in classes:
+            labels = torch.from_numpy(make_labels(n, c, per_class)).cuda()
+
+            t = median_time(partial(_propagate_synced, torch, g, labels, c), repeats)
+            per_iter = t / ITERS
+            floor = (8 * (n + 1) + 8 * nnz + 8 * n * c * 4) / bw
+            rows.append([n, c, nnz / n, t, per_iter * 1e3, floor * 1e3, per_iter / floor])
+            print(f"propagate CUDA N = {n} C = {c}: {t:.4g} s", flush=True)
+    print(f"# propagate CUDA rows: {torch.cuda.get_device_name()}, {ITERS} iterations "
+          f"(tol=0), alpha={ALPHA}, device read bandwidth {bw / 1e9:.0f} GB/s measured in this "
+          f"run, median of {repeats}")
+    print(fmt_table(["N", "C", "nnz/row", "ours CUDA s", "ms/iter", "floor ms/iter",
+                     "ours/floor"], rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N = 50k only")
@@ -115,8 +179,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="repeats of ours (median)")
     ap.add_argument("--peer-repeats", type=int, default=3, help="repeats of scipy (median)")
     ap.add_argument("--float64", action="store_true", help="also time precision='float64'")
+    ap.add_argument("--cuda-only", action="store_true",
+                    help="only the CUDA rows (graph built on the GPU, device bandwidth floor)")
     args = ap.parse_args()
     sizes = args.n or ([50_000] if args.quick else [10_000, 50_000, 200_000])
+    if args.cuda_only:
+        cuda_rows(sizes, args.k, args.classes, args.per_class, args.repeats)
+        return
 
     bw = parallel_memory_bandwidth()
     threads = dalcore.build_info()["threads"]

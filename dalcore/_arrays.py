@@ -17,6 +17,7 @@ __all__ = [
     "is_cuda",
     "torch_module",
     "to_numpy",
+    "torch_to_numpy",
     "like",
     "as_features",
     "as_torch_features",
@@ -24,7 +25,11 @@ __all__ = [
     "check_int",
     "check_float",
     "cuda_stream_handle",
+    "kernel_array",
 ]
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def torch_module() -> Any:
@@ -43,12 +48,20 @@ def is_cuda(x: Any) -> bool:
     return is_torch(x) and x.is_cuda
 
 
+def torch_to_numpy(t: Any) -> np.ndarray:
+    """numpy view of a CPU tensor; bfloat16 (which numpy lacks) converted losslessly to float32."""
+    t = t.detach()
+    if t.dtype == torch_module().bfloat16:
+        t = t.float()
+    return t.numpy()
+
+
 def to_numpy(x: Any, name: str) -> np.ndarray:
     """numpy view/copy of an array-like or a CPU torch tensor (CUDA tensors are refused)."""
     if is_torch(x):
         if x.is_cuda:
             raise TypeError(f"{name}: expected a CPU array here, got a CUDA tensor")
-        return x.detach().numpy()
+        return torch_to_numpy(x)
     if isinstance(x, np.ndarray):
         return x
     try:
@@ -80,7 +93,7 @@ def as_features(x: Any, name: str = "features", *, min_rows: int = 1) -> np.ndar
     if is_torch(x):
         if x.dtype.is_complex:
             raise TypeError(f"{name}: expected a real numeric dtype, got {x.dtype}")
-        a = x.detach().cpu().numpy()
+        a = torch_to_numpy(x)
     else:
         a = to_numpy(x, name)
     _check_numeric_dtype(a.dtype, name)
@@ -126,9 +139,7 @@ def as_index_vector(
 
     Floats holding whole numbers are refused (TypeError): indices must have an integer dtype.
     """
-    if is_torch(x):
-        x = x.detach().cpu().numpy()
-    a = to_numpy(x, name)
+    a = torch_to_numpy(x.detach().cpu()) if is_torch(x) else to_numpy(x, name)
     if a.size == 0:
         a = a.astype(np.int64).reshape(-1)
     if a.dtype.kind not in "iu":
@@ -154,6 +165,8 @@ def check_int(value: Any, name: str, *, low: int | None = None, high: int | None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     v = int(value)
+    if not _INT64_MIN <= v <= _INT64_MAX:  # the core's integers are int64 (no OverflowError)
+        raise ValueError(f"{name}: expected an integer in the int64 range, got {v}")
     if low is not None and v < low:
         raise ValueError(f"{name}: expected an integer >= {low}, got {v}")
     if high is not None and v > high:
@@ -187,3 +200,12 @@ def cuda_stream_handle(t: Any) -> int:
     """The raw cudaStream_t of torch's current stream on ``t``'s device."""
     torch = torch_module()
     return int(torch.cuda.current_stream(t.device).cuda_stream)
+
+
+def kernel_array(a: Any) -> Any:
+    """An array as the GPU-path bindings take it: a CUDA tensor as is (C++ reads its
+    ``__cuda_array_interface__``), a CPU tensor as a numpy view of the same memory (the OpenMP
+    twin reads ``__array_interface__``), numpy as is."""
+    if is_torch(a):
+        return a.detach() if a.is_cuda else a.detach().numpy()
+    return a

@@ -7,7 +7,16 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._arrays import check_float, check_int, cuda_stream_handle, is_cuda, is_torch, torch_module
+from ._arrays import (
+    check_float,
+    check_int,
+    cuda_stream_handle,
+    is_cuda,
+    is_torch,
+    kernel_array,
+    torch_module,
+    torch_to_numpy,
+)
 from ._knn import knn
 
 __all__ = ["knn_graph"]
@@ -29,7 +38,8 @@ def knn_graph(
     ----------
     data : (similarities, indices) tuple or (N, d) features
         Either the result of :func:`dalcore.knn` (``metric="ip"``): two (N, k) arrays, float
-        similarities and integer neighbour indices in ``[0, N)``, best first; or a feature
+        similarities and integer neighbour indices in ``[0, N)`` (or -1: none), best first
+        (bfloat16 / float16 tensors are converted losslessly); or a feature
         matrix, whose inner-product k-NN lists are computed with ``knn(features, k)``.
     k : int, optional
         Neighbours per point. Features: default 50, ``1 <= k < N``. k-NN lists: default their
@@ -52,9 +62,14 @@ def knn_graph(
 
     Notes
     -----
-    ``S`` is exactly symmetric; entries listing the point itself are ignored (no self loops);
-    edges of weight 0 (``s <= 0``) are not stored; ``d_i = sum_j w_ij`` and an isolated point
-    (``d_i = 0``) keeps an empty row. A row listing the same neighbour twice is a ValueError.
+    ``S`` is exactly symmetric; entries listing the point itself are ignored (no self loops),
+    and so are entries with index -1 (faiss's "no neighbour", whose similarity is not read);
+    edges of weight 0 (``s <= 0``, or a reciprocal mean that rounds to 0) are not stored;
+    ``d_i = sum_j w_ij`` and an isolated point (``d_i = 0``) keeps an empty row. A row listing
+    the same neighbour twice, or an index outside ``[0, N)`` other than -1, is a ValueError.
+    ``S`` does not depend on the scale of the similarities: where ``max(s) ** gamma`` would
+    overflow or underflow float32, they are first divided by a power of two (exact). The CPU
+    and CUDA paths accept and refuse the same inputs and build the same graph.
     """
     if not isinstance(mode, str) or mode not in _MODES:
         raise ValueError(f"mode: expected 'reciprocal' or 'union', got {mode!r}")
@@ -69,11 +84,44 @@ def knn_graph(
             raise ValueError(f"k: expected 1 <= k < N = {n} (number of points), got {kk}")
         sims, idx = knn(data, kk, metric="ip")
         if is_torch(sims) and not is_cuda(sims):
-            sims, idx = sims.numpy(), idx.numpy()
+            sims, idx = torch_to_numpy(sims), torch_to_numpy(idx)
+    sims = scale_similarities(sims, idx, gamma)
     if is_cuda(sims):
         return _knn_graph_gpu(sims, idx, gamma, mode)
     indptr, indices, values = _core.knn_graph(sims, idx, gamma, mode)
     return _csr(indptr, indices, values, sims.shape[0])
+
+
+# max(s)^gamma is kept within [2^-_WEIGHT_EXP, 2^_WEIGHT_EXP]: float32 weights then neither
+# overflow (a graph of NaN) nor underflow (an empty graph) for any finite similarities.
+_WEIGHT_EXP = 60.0
+
+
+def scale_similarities(sims: Any, idx: Any, gamma: float) -> Any:
+    """The similarities divided by a power of two when ``max(s) ** gamma`` would leave
+    ``[2**-60, 2**60]`` (float32 weights that overflow or underflow); else unchanged.
+
+    ``S = D^-1/2 W D^-1/2`` does not depend on the scale of ``W``, and a power of two scales
+    exactly, so the graph is the one of the unscaled similarities computed without overflow.
+    Entries with index -1 (no neighbour) are left out of the maximum. Tensors: computed on their
+    device without a host synchronisation (the factor stays a device tensor).
+    """
+    if is_torch(sims):
+        torch = torch_module()
+        top = torch.where(idx >= 0, sims, torch.zeros_like(sims)).amax().to(torch.float64)
+        top = torch.where(torch.isfinite(top) & (top > 0), top, torch.ones_like(top))
+        mant, exp = torch.frexp(top)
+        del mant
+        big = (gamma * torch.log2(top)).abs() > _WEIGHT_EXP
+        factor = torch.where(big, torch.ldexp(torch.ones_like(top), -exp), torch.ones_like(top))
+        return sims * factor.to(torch.float32)
+    top = float(np.max(sims))  # one pass; the -1 entries are masked only when it matters
+    if np.isfinite(top) and (top <= 0.0 or abs(gamma * np.log2(top)) <= _WEIGHT_EXP):
+        return sims
+    top = float(np.max(np.where(idx >= 0, sims, 0.0)))
+    if not np.isfinite(top) or top <= 0.0 or abs(gamma * np.log2(top)) <= _WEIGHT_EXP:
+        return sims  # NaN/inf are reported by the kernel
+    return np.ldexp(sims, -np.frexp(top)[1]).astype(np.float32)
 
 
 def _rows(data: Any) -> int:
@@ -107,7 +155,7 @@ def _as_knn_result(data: Any, k: int | None) -> tuple[Any, Any]:
         if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
             raise TypeError(f"knn_result: expected integer indices, got {idx.dtype}")
         if not is_cuda(sims):
-            sims, idx = sims.detach().numpy(), idx.detach().numpy()
+            sims, idx = torch_to_numpy(sims), torch_to_numpy(idx)
     else:
         sims, idx = np.asarray(sims), np.asarray(idx)
         if sims.dtype.kind not in "fiu":
@@ -155,7 +203,8 @@ def _knn_graph_gpu(sims: Any, idx: Any, gamma: float, mode: str, core: Any = Non
     """GPU path: count (indptr, nnz) then fill, on the current CUDA stream.
 
     ``core`` is the ``gpu`` submodule to run (default ``_core.gpu``); tests pass the OpenMP twin
-    ``_core_omp.gpu`` with CPU tensors, whose "device pointers" are host pointers.
+    ``_core_omp.gpu`` with CPU tensors (handed over as numpy views of host memory). The arrays
+    cross into C++, which checks them (dtype, shape, contiguity, device, stream).
     """
     torch = torch_module()
     if core is None:
@@ -165,17 +214,12 @@ def _knn_graph_gpu(sims: Any, idx: Any, gamma: float, mode: str, core: Any = Non
     n, k = int(sims.shape[0]), int(sims.shape[1])
     dev = sims.device
     stream = cuda_stream_handle(sims) if is_cuda(sims) else 0
-    ws_bytes = core.knn_graph_workspace_bytes(n, k, mode)
-    ws = torch.empty(ws_bytes, dtype=torch.uint8, device=dev)
+    ws = torch.empty(core.knn_graph_workspace_bytes(n, k, mode), dtype=torch.uint8, device=dev)
     indptr = torch.empty(n + 1, dtype=torch.int64, device=dev)
-    nnz = core.knn_graph_count(
-        sims.data_ptr(), idx.data_ptr(), n, k, gamma, mode, ws.data_ptr(), ws_bytes,
-        indptr.data_ptr(), stream,
-    )
+    nnz = core.knn_graph_count(kernel_array(sims), kernel_array(idx), gamma, mode,
+                               kernel_array(ws), kernel_array(indptr), stream)
     indices = torch.empty(nnz, dtype=torch.int32, device=dev)
     data = torch.empty(nnz, dtype=torch.float32, device=dev)
-    core.knn_graph_fill(
-        n, k, mode, ws.data_ptr(), ws_bytes, indptr.data_ptr(), indices.data_ptr(),
-        data.data_ptr(), stream,
-    )
+    core.knn_graph_fill(k, mode, kernel_array(ws), kernel_array(indptr), kernel_array(indices),
+                        kernel_array(data), stream)
     return indptr, indices, data

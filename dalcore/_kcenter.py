@@ -47,8 +47,14 @@ def kcenter(
     indices : numpy.ndarray or torch.Tensor, int64, shape (budget,)
         The picks in order, the same kind (and device) as ``features``.
     radius : float or torch.Tensor
-        Only with ``return_radius``: a float for CPU input, a 0-d float32 tensor on the device
+        Only with ``return_radius``: a float for CPU input, a 0-d float64 tensor on the device
         for CUDA input (reading it synchronises; the selection itself does not).
+
+    Notes
+    -----
+    Features of any finite scale give the picks of their float64 reference: where float32
+    squared distances would overflow (about 1e19) or underflow (subnormal features), the
+    features are first multiplied by a power of two (exact) and the radius scaled back.
 
     Raises
     ------
@@ -67,9 +73,35 @@ def kcenter(
     x = _arrays.as_features(features, "features")
     lab = _labeled(labeled, x.shape[0])
     b = _budget(budget, x.shape[0], lab.size)
+    x, e = _rescaled(x)
     idx, radius = _core.kcenter(x, b, lab, prune=bool(_prune), return_radius=bool(return_radius))
     out = _arrays.like(features, idx)
-    return (out, float(radius)) if return_radius else out
+    return (out, float(np.ldexp(radius, e))) if return_radius else out
+
+
+# Squared distances are float32 sums of d squared differences: they overflow once the features
+# reach about 2^62 / sqrt(d) (x 1e19 gives inf everywhere) and lose every bit below about 2^-60
+# (subnormal features give 0 everywhere). Outside that range the features are multiplied by a
+# power of two that brings their largest magnitude into [1/2, 1): exact, so no pick changes.
+_SAFE_EXP = 60
+
+
+def _scale_exponent(amax: float, d: int) -> int:
+    """e such that features * 2**-e are safe for float32 squared distances (0: unchanged)."""
+    if not np.isfinite(amax) or amax == 0.0:
+        return 0
+    e = int(np.frexp(amax)[1])
+    if e >= -_SAFE_EXP and 4.0 * d * amax * amax <= 2.0 ** (2 * _SAFE_EXP):
+        return 0
+    return e
+
+
+def _rescaled(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """(features scaled by 2**-e, e): see _SAFE_EXP."""
+    e = _scale_exponent(max(float(x.max()), -float(x.min())), x.shape[1])
+    if e == 0:
+        return x, 0
+    return np.ldexp(x, -e).astype(np.float32), e
 
 
 def _labeled(labeled: Any, n: int) -> np.ndarray:
@@ -105,39 +137,43 @@ def _run_gpu_path(
 ) -> Any:
     """Run the GPU-path algorithm through ``core.gpu.kcenter``.
 
-    ``core`` is ``dalcore._core`` (CUDA tensor in: device pointers, torch's current stream) or
-    the test-only ``dalcore._core_omp`` (numpy or CPU tensor in: host pointers), whose ``gpu``
-    submodule is the same Thrust source compiled on the OpenMP backend.
+    ``core`` is ``dalcore._core`` (CUDA tensor in: device arrays, torch's current stream) or
+    the test-only ``dalcore._core_omp`` (numpy or CPU tensor in: host arrays), whose ``gpu``
+    submodule is the same Thrust source compiled on the OpenMP backend. The arrays themselves
+    cross into C++, which checks them (dtype, shape, contiguity, device, stream).
     """
     if _arrays.is_cuda(features):
-        torch = _arrays.torch_module()
-        x = _arrays.as_torch_features(features, "features")
-        n, d = int(x.shape[0]), int(x.shape[1])
-        lab_host = _labeled(labeled, n)
-        b = _budget(budget, n, lab_host.size)
-        lab = torch.from_numpy(lab_host).to(x.device)
-        out = torch.empty(b, dtype=torch.int64, device=x.device)
-        radius = torch.empty((), dtype=torch.float32, device=x.device) if return_radius else None
-        with torch.cuda.device(x.device):  # the kernels' scratch goes to x's device
-            core.gpu.kcenter(
-                x.data_ptr(), n, d, lab.data_ptr() if lab.numel() else 0, int(lab.numel()), b,
-                out.data_ptr(), radius.data_ptr() if radius is not None else 0,
-                _arrays.cuda_stream_handle(x),
-            )
-        # x and lab stay referenced until here; torch's caching allocator orders their reuse on
-        # the current stream, so the asynchronous kernels never see freed memory.
-        return (out, radius) if return_radius else out
+        return _run_cuda(core, features, budget, labeled, return_radius)
     if core.gpu.backend == "cuda":
         raise TypeError("features: the CUDA GPU path needs a CUDA tensor")
     xh = _arrays.as_features(features, "features")
-    n, d = xh.shape
+    n = xh.shape[0]
     lab_host = _labeled(labeled, n)
     b = _budget(budget, n, lab_host.size)
+    xh, e = _rescaled(xh)
     out_h = np.empty(b, dtype=np.int64)
-    rad_h = np.zeros(1, dtype=np.float32)
-    core.gpu.kcenter(
-        xh.ctypes.data, n, d, lab_host.ctypes.data if lab_host.size else 0, lab_host.size, b,
-        out_h.ctypes.data, rad_h.ctypes.data if return_radius else 0, 0,
-    )
+    rad_h = np.zeros((), dtype=np.float64)
+    core.gpu.kcenter(xh, lab_host, out_h, rad_h if return_radius else None, 0)
     res = _arrays.like(features, out_h)
-    return (res, float(rad_h[0])) if return_radius else res
+    return (res, float(np.ldexp(rad_h, e))) if return_radius else res
+
+
+def _run_cuda(core: ModuleType, features: Any, budget: int, labeled: Any,
+              return_radius: bool) -> Any:
+    torch = _arrays.torch_module()
+    x = _arrays.as_torch_features(features, "features")
+    n, d = int(x.shape[0]), int(x.shape[1])
+    lab_host = _labeled(labeled, n)
+    b = _budget(budget, n, lab_host.size)
+    e = _scale_exponent(float(x.abs().amax()), d)
+    if e:
+        x = torch.ldexp(x, torch.tensor(-e, device=x.device)).to(torch.float32)
+    lab = torch.from_numpy(lab_host).to(x.device)
+    out = torch.empty(b, dtype=torch.int64, device=x.device)
+    radius = torch.empty((), dtype=torch.float64, device=x.device) if return_radius else None
+    core.gpu.kcenter(x, lab, out, radius, _arrays.cuda_stream_handle(x))
+    # x and lab stay referenced until here; torch's caching allocator orders their reuse on
+    # the current stream, so the asynchronous kernels never see freed memory.
+    if radius is not None and e:
+        radius.mul_(2.0**e)
+    return (out, radius) if return_radius else out

@@ -55,6 +55,9 @@ def knn(features: Any, k: int, *, metric: str = "ip") -> tuple[Any, Any]:
         ties go to the lowest index.
 
     Same kind as the input: numpy in -> numpy out, torch in -> torch out on the same device.
+    Features whose float32 inner products would overflow (``d * max|x|^2`` beyond ~8e37) or
+    underflow (``max|x|^2`` below float32's smallest normal) are refused with a ValueError: the
+    k-NN lists would silently be the lowest indices.
     Uses faiss (``IndexFlatIP`` / ``IndexFlatL2``; a GPU index for CUDA input when faiss has GPU
     support) when installed, else a blocked matrix product + top-k (torch on the tensor's
     device, numpy for arrays).
@@ -67,6 +70,8 @@ def knn(features: Any, k: int, *, metric: str = "ip") -> tuple[Any, Any]:
         x = as_features(features, "features", min_rows=2)
     n = int(x.shape[0])
     k = check_int(k, "k", low=1, high=n - 1)
+    _check_scale(float(x.abs().amax()) if is_torch(x) else max(float(x.max()), -float(x.min())),
+                 int(x.shape[1]))
     faiss = _faiss()
     if is_cuda(x):
         if faiss is not None and hasattr(faiss, "StandardGpuResources") and k + 1 <= 2048:
@@ -81,6 +86,32 @@ def knn(features: Any, k: int, *, metric: str = "ip") -> tuple[Any, Any]:
     if faiss is None:
         return _knn_numpy(x, k, metric)
     return _knn_faiss_cpu(faiss, x, k, metric)
+
+
+_F32 = np.finfo(np.float32)
+
+
+def _check_scale(amax: float, d: int) -> None:
+    """Refuse features whose float32 inner products overflow or underflow.
+
+    faiss and the fallback compute float32 dot products: with entries up to ``amax``, a product
+    can reach ``d * amax**2``, which overflows past float32's maximum (every score inf or NaN,
+    and the lowest indices returned silently); below float32's smallest normal number the
+    products are subnormal or 0 and the ranking is lost. Both are refused, naming the scale.
+    """
+    if amax == 0.0:
+        return
+    top = d * amax * amax
+    if top > float(_F32.max) / 4:  # l2 adds two norms and a doubled product
+        raise ValueError(
+            f"features: values up to {amax:.3g} make float32 inner products overflow "
+            f"(d * max^2 = {top:.3g}); divide the features by a common scale first"
+        )
+    if amax * amax < float(_F32.tiny):
+        raise ValueError(
+            f"features: values at most {amax:.3g} make float32 inner products underflow "
+            "(subnormal or 0); multiply the features by a common scale first"
+        )
 
 
 def _order_rows(values: Any, indices: Any, metric: str, lib: Any) -> tuple[Any, Any]:

@@ -72,14 +72,12 @@ def test_bad_input_raises(omp_core, rng):
         gpu_path(omp_core, sims, bad)
     with pytest.raises(ValueError, match="mode"):
         omp_core.gpu.knn_graph_workspace_bytes(40, 4, "both")
+    indptr = np.empty(41, np.int64)
     with pytest.raises(ValueError, match="workspace"):
-        omp_core.gpu.knn_graph_count(sims.ctypes.data, idx.ctypes.data, 40, 4, 3.0, "union",
-                                     0, 16, 0, 0)
+        omp_core.gpu.knn_graph_count(sims, idx, 3.0, "union", np.empty(16, np.uint8), indptr, 0)
     with pytest.raises(ValueError, match="gamma"):
         ws = np.empty(omp_core.gpu.knn_graph_workspace_bytes(40, 4, "union"), np.uint8)
-        indptr = np.empty(41, np.int64)
-        omp_core.gpu.knn_graph_count(sims.ctypes.data, idx.ctypes.data, 40, 4, 0.0, "union",
-                                     ws.ctypes.data, ws.nbytes, indptr.ctypes.data, 0)
+        omp_core.gpu.knn_graph_count(sims, idx, 0.0, "union", ws, indptr, 0)
 
 
 @pytest.mark.gpu

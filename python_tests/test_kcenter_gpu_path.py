@@ -83,11 +83,11 @@ def test_gpu_path_validates(omp_core, rng):
     with pytest.raises(ValueError, match="features"):
         _run_gpu_path(omp_core, np.full((5, 2), np.nan), 2)
     # The binding checks sizes itself.
-    out = np.empty(3, dtype=np.int64)
+    none = np.empty(0, dtype=np.int64)
     with pytest.raises(ValueError, match="budget"):
-        omp_core.gpu.kcenter(x.ctypes.data, 30, 4, 0, 0, 31, out.ctypes.data, 0, 0)
+        omp_core.gpu.kcenter(x, none, np.empty(31, dtype=np.int64), None, 0)
     with pytest.raises(ValueError, match="labeled"):
-        omp_core.gpu.kcenter(x.ctypes.data, 30, 4, 0, 30, 1, out.ctypes.data, 0, 0)
+        omp_core.gpu.kcenter(x, np.arange(30, dtype=np.int64), np.empty(1, np.int64), None, 0)
 
 
 @pytest.mark.gpu

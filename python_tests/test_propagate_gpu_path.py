@@ -106,14 +106,12 @@ def test_kernel_checks_its_parameters(omp_core, rng):
     rr = np.empty(3, np.float64)
 
     def call(alpha=0.99, tol=1e-6, max_iter=5, n_=n):
-        return omp_core.gpu.propagate(indptr.ctypes.data, s.indices.ctypes.data,
-                                      s.data.ctypes.data, n_, s.nnz, labels.ctypes.data,
-                                      count.ctypes.data, 3, 0, alpha, tol, max_iter, False,
-                                      z.ctypes.data, it.ctypes.data, rr.ctypes.data, 0)
+        return omp_core.gpu.propagate(indptr[: n_ + 1], s.indices, s.data, labels, count, None,
+                                      alpha, tol, max_iter, False, z, it, rr, 0)
 
     assert call() == 0
-    for kw, match in [({"alpha": 1.0}, "alpha"), ({"tol": 0.0}, "tol"),
-                      ({"max_iter": 0}, "max_iter"), ({"n_": 0}, "graph")]:
+    for kw, match in [({"alpha": 1.0}, "alpha"), ({"tol": -1.0}, "tol"),
+                      ({"max_iter": -1}, "max_iter"), ({"n_": 0}, "indptr")]:
         with pytest.raises(ValueError, match=match):
             call(**kw)
 

@@ -1,8 +1,9 @@
-// Binding of the GPU path of kcenter: raw pointers (device pointers under CUDA, host pointers in
-// _core_omp) and a stream handle. dalcore/_kcenter.py validates the arrays behind the pointers.
+// Binding of the GPU path of kcenter: arrays checked in C++ (device_array.h: CUDA arrays in _core,
+// host arrays in the OpenMP twin _core_omp), the arrays' device made current, the GIL released.
 #include <cstdint>
 
 #include "dalcore/kcenter.h"
+#include "device_array.h"
 #include "registry.h"
 
 namespace dalcore::bind {
@@ -10,23 +11,23 @@ namespace dalcore::bind {
 void register_gpu_kcenter(py::module_& gpu) {
   gpu.def(
       "kcenter",
-      [](std::uintptr_t features, std::int64_t n, std::int64_t d, std::uintptr_t labeled,
-         std::int64_t n_labeled, std::int64_t budget, std::uintptr_t out, std::uintptr_t radius,
-         std::uintptr_t stream) {
-        check_kcenter_sizes(n, d, n_labeled, budget);
-        require(features != 0 && out != 0, "features/out: null pointer");
-        require(n_labeled == 0 || labeled != 0, "labeled: null pointer");
+      [](const py::object& features, const py::object& labeled, const py::object& out,
+         const py::object& radius, std::uintptr_t stream) {
+        const ArrayRef x = array_ref(features, "features", Dtype::f32, {-1, -1}, false, stream);
+        const ArrayRef lab = array_ref(labeled, "labeled", Dtype::i64, {-1}, false, stream);
+        const ArrayRef o = array_ref(out, "out", Dtype::i64, {-1}, true, stream);
+        const ArrayRef r = optional_array_ref(radius, "radius", Dtype::f64, {}, true, stream);
+        check_kcenter_sizes(x.dim(0), x.dim(1), lab.dim(0), o.dim(0));
+        DeviceGuard guard({&x, &lab, &o, &r});
         py::gil_scoped_release release;
-        gpu::kcenter(reinterpret_cast<const float*>(features), n, d,
-                     reinterpret_cast<const std::int64_t*>(labeled), n_labeled, budget,
-                     reinterpret_cast<std::int64_t*>(out), reinterpret_cast<float*>(radius),
-                     stream);
+        gpu::kcenter(x.as<const float>(), x.dim(0), x.dim(1), lab.as<const std::int64_t>(),
+                     lab.dim(0), o.dim(0), o.as<std::int64_t>(), r.as<double>(), stream);
       },
-      py::arg("features"), py::arg("n"), py::arg("d"), py::arg("labeled"), py::arg("n_labeled"),
-      py::arg("budget"), py::arg("out"), py::arg("radius"), py::arg("stream"),
-      "Greedy k-center, GPU path. Pointers: features (n, d) float32 row-major, labeled int64 "
-      "(n_labeled,), out int64 (budget,), radius float32 (1,) or 0; stream: cudaStream_t. "
-      "Asynchronous on CUDA (stream-ordered).");
+      py::arg("features"), py::arg("labeled"), py::arg("out"), py::arg("radius"),
+      py::arg("stream"),
+      "Greedy k-center, GPU path: features (n, d) float32, labeled (n_labeled,) int64 (distinct, "
+      "in range: checked by the caller), out (budget,) int64, radius 0-d float64 or None; "
+      "stream: cudaStream_t as an integer. Asynchronous on CUDA (stream-ordered).");
 }
 
 }  // namespace dalcore::bind

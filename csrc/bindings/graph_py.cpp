@@ -49,6 +49,8 @@ void register_graph(py::module_& m) {
         py::arg("mode"),
         "k-NN lists (N, k) -> symmetric normalised affinity D^-1/2 W D^-1/2 as CSR\n"
         "(indptr int64, indices int32, data float32). mode: 'reciprocal' | 'union'.");
+  m.def("knn_graph_release_scratch", &cpu::release_graph_scratch,
+        "Free the scratch buffers knn_graph keeps from its last build (up to 512 MiB).");
 }
 
 }  // namespace dalcore::bind

@@ -35,11 +35,10 @@ py::tuple kcenter_cpu(const py::array& features, std::int64_t budget, const py::
   auto* o = out.mutable_data();
   cpu::KCenterOptions opts;
   opts.prune = prune;
-  opts.want_radius = return_radius;
   double radius = -1.0;
   {
     py::gil_scoped_release release;
-    radius = cpu::kcenter(x, n, d, lab, n_labeled, budget, o, opts);
+    cpu::kcenter(x, n, d, lab, n_labeled, budget, o, return_radius ? &radius : nullptr, opts);
   }
   return py::make_tuple(out, radius);
 }

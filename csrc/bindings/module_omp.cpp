@@ -1,6 +1,10 @@
 // Test-only module: the CUDA-path sources compiled on Thrust's OpenMP backend.
 #include "registry.h"
 
+namespace dalcore::bind {
+void register_poison_probe(py::module_& gpu);  // csrc/omp/poison_probe.cpp
+}
+
 
 PYBIND11_MODULE(_core_omp, m) {
   using namespace dalcore::bind;
@@ -11,4 +15,5 @@ PYBIND11_MODULE(_core_omp, m) {
   register_gpu_kcenter(gpu);
   register_gpu_graph(gpu);
   register_gpu_propagate(gpu);
+  register_poison_probe(gpu);
 }

@@ -11,8 +11,9 @@ void register_kcenter(py::module_& m);
 void register_graph(py::module_& m);
 void register_propagate(py::module_& m);
 
-// The Thrust ("GPU path") kernels, bound into the submodule `gpu`: raw pointers (device pointers
-// under CUDA, host pointers under the OpenMP twin) and a stream handle, validated in Python.
+// The Thrust ("GPU path") kernels, bound into the submodule `gpu`: arrays checked in C++
+// (device_array.h: __cuda_array_interface__ under CUDA, __array_interface__ in the OpenMP twin)
+// and a stream handle.
 void register_gpu_kcenter(py::module_& gpu);
 void register_gpu_graph(py::module_& gpu);
 void register_gpu_propagate(py::module_& gpu);

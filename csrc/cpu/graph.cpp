@@ -42,6 +42,7 @@
 
 #include "dalcore/detail/graph_ops.h"
 #include "dalcore/detail/multiversion.h"
+#include "dalcore/detail/omp_guard.h"
 #include "dalcore/status.h"
 
 
@@ -58,6 +59,7 @@ struct Entry {
 };
 
 constexpr i32 kNoColumn = std::numeric_limits<i32>::max();
+constexpr i64 kMissing = detail::kMissingNeighbour;
 
 // std::vector storage that is not zero-filled on resize (every element is written before use).
 // Blocks of kHugeFrom bytes or more are 2 MiB-aligned and, on Linux, asked to be backed by
@@ -189,13 +191,15 @@ i64 sort_rows(const KnnLists& in, double gamma, i64 lo, i64 hi, Entry* l, i32* l
     i64 jmin = n, jmax = -1;  // the span of the row's indices (with the self entry, if listed)
     for (i64 t = 0; t < k; ++t) {
       const i64 j = idx[t];
-      bad |= (j < 0) | (j >= n);
-      key[t] = j == i ? kNoColumn : static_cast<i32>(j);
-      m += j != i;
+      const bool none = j == i || j == kMissing;  // self, or faiss's "no neighbour"
+      bad |= (j < kMissing) | (j >= n);
+      key[t] = none ? kNoColumn : static_cast<i32>(j);
+      m += !none;
       jmin = std::min(jmin, j);
       jmax = std::max(jmax, j);
     }
-    for (i64 t = 0; t < k; ++t) bad |= !detail::finite_value(s[t]);
+    // A missing entry's similarity is not looked at (faiss leaves -inf or -FLT_MAX there).
+    for (i64 t = 0; t < k; ++t) bad |= !detail::finite_value(s[t]) & (idx[t] != kMissing);
     if (cube) {
       for (i64 t = 0; t < k; ++t) w[t] = cube_weight(s[t]);
     } else {
@@ -285,7 +289,8 @@ struct MergeCursor {
       const float v = static_cast<float>(
           0.5 * (static_cast<double>(ea.w) + static_cast<double>(eb.w)));
       *out = Entry{ea.col, v};
-      const std::uint32_t keep = ta & tb & ((fbits(ea.w) | fbits(eb.w)) != 0);
+      // v, not the two weights: their mean may underflow to 0 (not stored, as merge_row does)
+      const std::uint32_t keep = ta & tb & (fbits(v) != 0);
       out += keep;
       d += static_cast<double>(bits_f(fbits(v) & (0u - keep)));
     } else {
@@ -363,12 +368,13 @@ inline i64 merge_in_halves(const Entry* a, i64 na, const Entry* b, i64 nb, Entry
   for (i64 t = 0; t < k; ++t) {
     const float s = in.sims[i * k + t];
     const i64 j = in.idx[i * k + t];
+    if (j == kMissing) continue;
     if (!detail::finite_value(s))
       throw InvalidArgument(detail::concat("knn_result: similarities contain NaN or inf (row ", i,
                                            ", column ", t, ")"));
     if (j < 0 || j >= in.n)
       throw InvalidArgument(detail::concat("knn_result: neighbour indices must be in [0, ", in.n,
-                                           "), row ", i, " holds ", j));
+                                           ") or -1 (no neighbour), row ", i, " holds ", j));
     if (j != i) seen.push_back(j);
   }
   std::sort(seen.begin(), seen.end());
@@ -423,6 +429,9 @@ struct KnnGraphBuilder::State {
 
   // Passes 1-3 (see the top of the file); returns the first invalid row, or n.
   i64 build(const KnnLists& in, double gamma);
+  // Pass 2a for the rows [lo, hi) of one slice: their entries appended to the stage at the
+  // slice's cursors cur[partition].
+  void stage_slice(i64 lo, i64 hi, i64* cur);
   // Passes 2b and 3 for the target rows [j0, j1) of one partition, whose entries are
   // stage[s0, s1): T rows into `t` (cache-resident), then the merge of L_i and T_i.
   void distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1, raw_vector<Entry>& t);
@@ -439,7 +448,7 @@ void KnnGraphBuilder::State::distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1
     pos[j - j0 + 1] += pos[j - j0];
     toff[j] = s0 + pos[j - j0];
   }
-  t.resize(static_cast<std::size_t>(s1 - s0));
+  t.resize(static_cast<std::size_t>(s1 - s0));  // within the reserved capacity: no allocation
   for (i64 e = s0; e < s1; ++e) {  // stable: the stage holds each bucket's sources in order
     t[pos[to[e]]++] = stage[e];
   }
@@ -458,94 +467,115 @@ void KnnGraphBuilder::State::distribute_and_merge(i64 j0, i64 j1, i64 s0, i64 s1
 }
 
 i64 KnnGraphBuilder::State::build(const KnnLists& in, double gamma) {
+  // Every allocation happens outside the parallel regions (an exception must not leave one);
+  // the one that cannot (sort_rows' row buffers) runs through an OmpGuard. The rows are cut into
+  // `threads` fixed slices, so passes 1 and 2a agree on them whatever threads a region gets.
   const i64 parts = partitions();
   const auto N = static_cast<std::size_t>(n);
   const auto P = static_cast<std::size_t>(parts) + 1;
+  const int T = threads;
   l.resize(N * static_cast<std::size_t>(k));
   len.resize(N);
-  part.resize(static_cast<std::size_t>(threads) * P);
+  part.resize(static_cast<std::size_t>(T) * P);
   toff.resize(N + 1);
   rowptr.resize(N + 1);
   dinv.resize(N);
-  i64 bad = n;
-#pragma omp parallel num_threads(threads)
+  const auto slice_lo = [this, T](int u) { return n * u / T; };
+  std::vector<i64> first_bad(static_cast<std::size_t>(T), n);
+  detail::OmpGuard guard;
+  // ---- pass 1: rows (validated, weighted, sorted), entries counted per partition and slice
+#pragma omp parallel for num_threads(T) schedule(static, 1)
+  for (int u = 0; u < T; ++u) {
+    guard.run([&] {
+      const i64 lo = slice_lo(u), hi = slice_lo(u + 1);
+      i64* cur = part.data() + static_cast<std::size_t>(u) * P;
+      std::fill(cur, cur + P, 0);
+      const i64 r = sort_rows(in, gamma, lo, hi, l.data(), len.data(), cur);
+      first_bad[static_cast<std::size_t>(u)] = r < hi ? r : n;
+    });
+  }
+  guard.rethrow();
+  const i64 bad = *std::min_element(first_bad.begin(), first_bad.end());
+  if (bad < n) return bad;
+  // ---- pass 2a set-up: partition p holds the entries of slice 0's rows, of slice 1's, ...;
+  // part[u, p] becomes where slice u's go.
+  i64 run = 0;
+  for (i64 p = 0; p < parts; ++p)
+    for (int u = 0; u < T; ++u) {
+      i64& v = part[static_cast<std::size_t>(u) * P + static_cast<std::size_t>(p)];
+      const i64 here = v;
+      v = run;
+      run += here;
+    }
+  for (int u = 0; u < T; ++u) part[static_cast<std::size_t>(u) * P + parts] = run;
+  toff[n] = run;
+  stage.resize(static_cast<std::size_t>(run));
+  stage_to.resize(static_cast<std::size_t>(run));
+  merged.resize(static_cast<std::size_t>(mutual ? n * k : n * k + run));
+  // partition starts (slice 0's cursors) before they move; per-thread T-row buffers as wide as
+  // the widest partition
+  const std::vector<i64> pstart(part.begin(), part.begin() + static_cast<std::ptrdiff_t>(P));
+  i64 widest = 0;
+  for (i64 p = 0; p < parts; ++p) widest = std::max(widest, pstart[p + 1] - pstart[p]);
+  std::vector<raw_vector<Entry>> tbuf(static_cast<std::size_t>(T));
+  for (auto& t : tbuf) t.reserve(static_cast<std::size_t>(widest));
+  // ---- pass 2a: stage T's entries by partition
+#pragma omp parallel for num_threads(T) schedule(static, 1)
+  for (int u = 0; u < T; ++u) stage_slice(slice_lo(u), slice_lo(u + 1),
+                                          part.data() + static_cast<std::size_t>(u) * P);
+  // ---- passes 2b and 3, partition by partition
+#pragma omp parallel num_threads(T)
   {
-    const int th = omp_get_thread_num();
-    const int T = omp_get_num_threads();
-    const i64 lo = n * th / T, hi = n * (th + 1) / T;
-    i64* cur = part.data() + static_cast<std::size_t>(th) * P;
-    std::fill(cur, cur + P, 0);
-    const i64 my_bad = sort_rows(in, gamma, lo, hi, l.data(), len.data(), cur);
-    if (my_bad < hi) {
-#pragma omp critical(dalcore_graph_bad)
-      bad = std::min(bad, my_bad);
-    }
-#pragma omp barrier
-    if (bad == n) {
-      // ---- pass 2a: stage T's entries by partition. Partition p, in order: the entries of
-      // thread 0's rows, of thread 1's, ...; cur[p] = where this thread's go.
-#pragma omp single
-      {
-        i64 run = 0;
-        for (i64 p = 0; p < parts; ++p)
-          for (int u = 0; u < T; ++u) {
-            i64& v = part[static_cast<std::size_t>(u) * P + static_cast<std::size_t>(p)];
-            const i64 here = v;
-            v = run;
-            run += here;
-          }
-        for (int u = 0; u < T; ++u) part[static_cast<std::size_t>(u) * P + parts] = run;
-        toff[n] = run;
-        stage.resize(static_cast<std::size_t>(run));
-        stage_to.resize(static_cast<std::size_t>(run));
-        merged.resize(static_cast<std::size_t>(mutual ? n * k : n * k + run));
-      }
-      // partition starts (thread 0's cursors) before they move
-      std::vector<i64> pstart(part.begin(), part.begin() + static_cast<std::ptrdiff_t>(P));
-#pragma omp barrier
-      Entry* st = stage.data();
-      std::uint8_t* st_to = stage_to.data();
-      constexpr i32 kPartMask = (i32(1) << kPartShift) - 1;
-      const Entry* lrows = l.data();
-      const i32* lens = len.data();
-      for (i64 i = lo; i < hi; ++i) {
-        const Entry* row = lrows + i * k;
-        const i32 m = lens[i];
-        // Even places, then odd ones: neighbours in one partition sit side by side in the sorted
-        // row, and back-to-back increments of one cursor would wait on each other. (The order
-        // within a row is free: a target row gets at most one entry from each source.)
-        for (i32 e0 = 0; e0 < 2; ++e0) {
-          for (i32 e = e0; e < m; e += 2) {
-            const Entry r = row[e];
-            const i64 at = cur[r.col >> kPartShift]++;
-            st[at] = Entry{static_cast<i32>(i), r.w};
-            st_to[at] = static_cast<std::uint8_t>(r.col & kPartMask);
-          }
-        }
-      }
-#pragma omp barrier
-      // ---- passes 2b and 3, partition by partition.
-      raw_vector<Entry> t;
+    raw_vector<Entry>& t = tbuf[static_cast<std::size_t>(omp_get_thread_num())];
 #pragma omp for schedule(static)
-      for (i64 p = 0; p < parts; ++p)
-        distribute_and_merge(p << kPartShift, part_end(p), pstart[p], pstart[p + 1], t);
+    for (i64 p = 0; p < parts; ++p)
+      distribute_and_merge(p << kPartShift, part_end(p), pstart[p], pstart[p + 1], t);
+  }
+  rowptr[n] = 0;
+  nnz = exclusive_scan(rowptr.data(), n + 1);
+  return n;
+}
+
+void KnnGraphBuilder::State::stage_slice(i64 lo, i64 hi, i64* cur) {
+  Entry* st = stage.data();
+  std::uint8_t* st_to = stage_to.data();
+  constexpr i32 kPartMask = (i32(1) << kPartShift) - 1;
+  const Entry* lrows = l.data();
+  const i32* lens = len.data();
+  for (i64 i = lo; i < hi; ++i) {
+    const Entry* row = lrows + i * k;
+    const i32 m = lens[i];
+    // Even places, then odd ones: neighbours in one partition sit side by side in the sorted
+    // row, and back-to-back increments of one cursor would wait on each other. (The order
+    // within a row is free: a target row gets at most one entry from each source.)
+    for (i32 e0 = 0; e0 < 2; ++e0) {
+      for (i32 e = e0; e < m; e += 2) {
+        const Entry r = row[e];
+        const i64 at = cur[r.col >> kPartShift]++;
+        st[at] = Entry{static_cast<i32>(i), r.w};
+        st_to[at] = static_cast<std::uint8_t>(r.col & kPartMask);
+      }
     }
   }
-  if (bad == n) {
-    rowptr[n] = 0;
-    nnz = exclusive_scan(rowptr.data(), n + 1);
-  }
-  return bad;
 }
 
 namespace {
 // The scratch of the last finished build, reused by the next one (a graph is rebuilt every epoch):
 // fresh allocations of this size cost page faults that take as long as the kernel itself.
-// Holds at most kMaxCachedBytes.
+// Holds at most kMaxCachedBytes (512 MiB: a k = 50 graph of ~400k points); release_graph_scratch()
+// frees it.
 std::mutex g_scratch_mutex;
 std::unique_ptr<KnnGraphBuilder::State> g_scratch;
-constexpr std::size_t kMaxCachedBytes = std::size_t(1) << 30;
+constexpr std::size_t kMaxCachedBytes = std::size_t(512) << 20;
 }  // namespace
+
+void release_graph_scratch() {
+  std::unique_ptr<KnnGraphBuilder::State> old;
+  {
+    std::lock_guard<std::mutex> lock(g_scratch_mutex);
+    old = std::move(g_scratch);
+  }
+}  // freed here, outside the lock
 
 std::unique_ptr<KnnGraphBuilder::State> KnnGraphBuilder::take_scratch() {
   std::lock_guard<std::mutex> lock(g_scratch_mutex);

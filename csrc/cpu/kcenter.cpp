@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "dalcore/detail/kcenter_ops.h"
+#include "dalcore/detail/omp_guard.h"
 #include "dalcore/detail/multiversion.h"
 #include "dalcore/status.h"
 
@@ -486,14 +487,19 @@ void init_labeled(const float* x, std::int64_t n, std::int64_t d, const std::int
   const std::int64_t nrb = (n + kRows - 1) / kRows;
   if (screen && n_labeled >= 8) {
     const LabeledScreen sc = make_screen(x, d, labeled, n_labeled);
+    detail::OmpGuard guard;
 #pragma omp parallel
     {
-      std::vector<float> scratch(static_cast<std::size_t>(4 * (d + 16 * sc.panels)));
+      std::vector<float> scratch;
+      guard.run([&] { scratch.resize(static_cast<std::size_t>(4 * (d + 16 * sc.panels))); });
 #pragma omp for schedule(static)
       for (std::int64_t rb = 0; rb < nrb; ++rb)
-        screened_rows(x, d, rb * kRows, std::min(n, (rb + 1) * kRows), labeled, sc,
-                      scratch.data(), min_d, nearest);
+        guard.run([&] {  // skipped once any thread failed (its scratch may be missing)
+          screened_rows(x, d, rb * kRows, std::min(n, (rb + 1) * kRows), labeled, sc,
+                        scratch.data(), min_d, nearest);
+        });
     }
+    guard.rethrow();
     return;
   }
   // Labeled rows per block: about 256 KiB of them, to stay in L2 while all rows stream by.
@@ -635,20 +641,24 @@ class PrunedState {
     // Groups swept on several threads, whole groups at a time (largest first would balance
     // better, but groups are small after the first picks).
     const std::int64_t ns = static_cast<std::int64_t>(scanned_.size());
+    detail::OmpGuard guard;  // scratch and movers grow inside the region
 #pragma omp parallel for schedule(dynamic, 1) if (visit > kParallelMembers)
     for (std::int64_t k = 0; k < ns; ++k) {
-      const auto tid = static_cast<std::size_t>(omp_get_thread_num());
-      const auto g = static_cast<std::size_t>(scanned_[static_cast<std::size_t>(k)]);
-      std::vector<std::int64_t>& mem = members_[g];
-      std::vector<std::int64_t>& scratch = scratch_[tid];
-      if (scratch.size() < mem.size()) scratch.resize(mem.size());
-      ArgMax best = argmax_none();
-      const std::int64_t kept = sweep_members(
-          x_, d_, xc, dac2_[g], mem.data(), static_cast<std::int64_t>(mem.size()),
-          min_d_.data(), scratch.data(), movers_[tid], best, read_[tid]);
-      mem.resize(static_cast<std::size_t>(kept));
-      best_[g] = best;
+      guard.run([&] {
+        const auto tid = static_cast<std::size_t>(omp_get_thread_num());
+        const auto g = static_cast<std::size_t>(scanned_[static_cast<std::size_t>(k)]);
+        std::vector<std::int64_t>& mem = members_[g];
+        std::vector<std::int64_t>& scratch = scratch_[tid];
+        if (scratch.size() < mem.size()) scratch.resize(mem.size());
+        ArgMax best = argmax_none();
+        const std::int64_t kept = sweep_members(
+            x_, d_, xc, dac2_[g], mem.data(), static_cast<std::int64_t>(mem.size()),
+            min_d_.data(), scratch.data(), movers_[tid], best, read_[tid]);
+        mem.resize(static_cast<std::size_t>(kept));
+        best_[g] = best;
+      });
     }
+    guard.rethrow();
     // c's group: the points that got closer to c, from every thread.
     centre_.push_back(c);
     members_.emplace_back();
@@ -724,9 +734,9 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
 
 }  // namespace
 
-double kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-               std::int64_t n_labeled, std::int64_t budget, std::int64_t* out,
-               const KCenterOptions& opts) {
+void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
+             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
+             const KCenterOptions& opts) {
   check_kcenter_sizes(n, d, n_labeled, budget);
   require(features != nullptr && out != nullptr, "features/out: null pointer");
   require(n_labeled == 0 || labeled != nullptr, "labeled: null pointer");
@@ -745,10 +755,12 @@ double kcenter(const float* features, std::int64_t n, std::int64_t d, const std:
     // compare the two paths pick for pick).
     init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data(), opts.prune);
   }
-  if (opts.prune)
-    return run_pruned(features, n, d, labeled, n_labeled, budget, out, min_d, nearest,
-                      opts.want_radius);
-  return run_unpruned(features, n, d, n_labeled, budget, out, min_d, opts.want_radius);
+  const bool want_radius = radius != nullptr;
+  const double r =
+      opts.prune ? run_pruned(features, n, d, labeled, n_labeled, budget, out, min_d, nearest,
+                              want_radius)
+                 : run_unpruned(features, n, d, n_labeled, budget, out, min_d, want_radius);
+  if (want_radius) *radius = r;
 }
 
 }  // namespace dalcore::cpu

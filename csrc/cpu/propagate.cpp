@@ -35,7 +35,6 @@ constexpr i64 kRows = 256;                    // rows per reduction block (the f
 constexpr i64 kParallelWork = i64(1) << 18;   // nnz * C below which one thread runs
 constexpr i64 kPrefetch = 8;                  // nonzeros ahead whose row of p is prefetched
 constexpr i64 kReorderBytes = i64(1) << 20;   // auto-reorder above this many bytes per vector
-constexpr double kSymmetryRtol = 1e-4;        // randomised symmetry test tolerance
 
 // ---------------------------------------------------------------- the three passes (per block)
 // 32-byte SIMD vectors (GCC vector extensions: AVX registers in the AVX2 clone, pairs of SSE
@@ -229,17 +228,8 @@ void column_sums(const std::vector<double>& part, i64 nb, i64 C, std::vector<dou
     for (i64 c = 0; c < C; ++c) out[c] += part[b * C + c];
 }
 
-// A fixed pseudo-random value in [-1, 1) per (index, stream) (splitmix64).
-double hash_unit(std::uint64_t i, std::uint64_t stream) {
-  std::uint64_t z = i * 2 + stream + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * (2.0 / 9007199254740992.0) - 1.0;
-}
-
-// CG needs a symmetric S. Randomised test in one pass over the graph:
-// |u'Sv - v'Su| <= kSymmetryRtol * sum_ij |u_i S_ij v_j| for fixed pseudo-random u, v.
+// CG needs a symmetric S: the one test of both paths (detail/propagate_ops.h), with u and v
+// looked up from vectors of the same hashed values.
 void check_symmetric(const CsrView& g) {
   const i64 n = g.n;
   std::vector<double> u(static_cast<std::size_t>(n)), v(static_cast<std::size_t>(n));
@@ -247,20 +237,22 @@ void check_symmetric(const CsrView& g) {
     u[i] = hash_unit(static_cast<std::uint64_t>(i), 0);
     v[i] = hash_unit(static_cast<std::uint64_t>(i), 1);
   }
+  const auto uf = [&u](i64 j) { return u[j]; };
+  const auto vf = [&v](i64 j) { return v[j]; };
   double uv = 0.0, vu = 0.0, scale = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : uv, vu, scale) if (g.nnz >= kParallelWork)
   for (i64 i = 0; i < n; ++i) {
-    for (i64 k = g.indptr[i]; k < g.indptr[i + 1]; ++k) {
-      const i64 j = g.indices[k];
-      const double s = g.data[k];
-      const double a = u[i] * s * v[j];
-      uv += a;
-      vu += v[i] * s * u[j];
-      scale += a < 0 ? -a : a;
-    }
+    const SymmetryTerms t = symmetry_row(i, g.indptr, g.indices, g.data, uf, vf);
+    uv += t.uv;
+    vu += t.vu;
+    scale += t.scale;
   }
-  const double diff = uv > vu ? uv - vu : vu - uv;
-  require(diff <= kSymmetryRtol * scale,
+  SymmetryTerms total;
+  total.uv = uv;
+  total.vu = vu;
+  total.scale = scale;
+  double diff = 0.0;
+  require(symmetric_enough(total, &diff),
           "graph: expected a symmetric affinity S (S == S.T); a randomised test found "
           "|u'Sv - v'Su| = ", diff, " > ", kSymmetryRtol, " * ", scale);
 }
@@ -295,6 +287,12 @@ void validate(const CsrView& g, const std::int64_t* labels, i64 C, std::vector<i
     require(count[c] > 0, "labels: class ", c, " has no labeled example");
 }
 
+// This thread's accumulator of `width` entries in the per-thread block `accs`.
+template <class V>
+V* thread_acc(std::vector<V>& accs, std::size_t width) {
+  return accs.data() + static_cast<std::size_t>(omp_get_thread_num()) * width;
+}
+
 template <class V>
 void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<i64>& count,
          const float* x0, const PropagateParams& prm, const PropagateOut& out) {
@@ -316,6 +314,10 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
   std::vector<V> step_v(C), beta_v(C), gamma_v(C);
   std::vector<std::uint8_t> state(C);
   std::vector<i64> iters(C, 0);
+  std::vector<double> step(C);
+  // The SpMM's per-thread row accumulators, allocated here: nothing inside a parallel region
+  // allocates (an exception must not escape one).
+  std::vector<V> accs(static_cast<std::size_t>(omp_get_max_threads()) * (C + pad));
   for (i64 c = 0; c < C; ++c) bb[c] = rhs_norm2(count[c]);
 
   // ---- start: x = x0 (or 0), r = b - A x, p = r, rr = r.r
@@ -325,10 +327,10 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
       for (i64 c = 0; c < C; ++c) x[i * C + c] = static_cast<V>(x0[i * C + c]);
 #pragma omp parallel if (parallel)
     {
-      std::vector<V> acc(static_cast<std::size_t>(C) + pad);
+      V* acc = thread_acc(accs, C + pad);
 #pragma omp for schedule(dynamic, 1)
       for (i64 b = 0; b < nb; ++b)
-        pass.spmm(g, alpha, x, q.data(), C, b * kRows, std::min(n, (b + 1) * kRows), acc.data(),
+        pass.spmm(g, alpha, x, q.data(), C, b * kRows, std::min(n, (b + 1) * kRows), acc,
                   part.data() + b * C);
     }
   } else {
@@ -360,14 +362,13 @@ void run(const CsrView& g, const std::int64_t* labels, i64 C, const std::vector<
   for (i64 it = 0; it < prm.max_iter && active > 0; ++it) {
 #pragma omp parallel if (parallel)
     {
-      std::vector<V> acc(static_cast<std::size_t>(C) + pad);
+      V* acc = thread_acc(accs, C + pad);
 #pragma omp for schedule(dynamic, 1)
       for (i64 b = 0; b < nb; ++b)
         pass.spmm(g, alpha, p.data(), q.data(), C, b * kRows, std::min(n, (b + 1) * kRows),
-                  acc.data(), part.data() + b * C);
+                  acc, part.data() + b * C);
     }
     column_sums(part, nb, C, dot);
-    std::vector<double> step(C);
     for (i64 c = 0; c < C; ++c) {
       step[c] = cg_step(&state[c], rho[c], dot[c]);
       step_v[c] = static_cast<V>(step[c]);
@@ -515,10 +516,7 @@ void solve(const CsrView& g, const std::int64_t* labels, i64 C, const std::vecto
 
 void propagate(const CsrView& graph, const std::int64_t* labels, std::int64_t num_classes,
                const float* x0, const PropagateParams& params, const PropagateOut& out) {
-  require(params.alpha > 0.0 && params.alpha < 1.0, "alpha: expected 0 < alpha < 1, got ",
-          params.alpha);
-  require(params.tol > 0.0, "tol: expected > 0, got ", params.tol);
-  require(params.max_iter >= 1, "max_iter: expected >= 1, got ", params.max_iter);
+  check_propagate_params(params);
   std::vector<i64> count;
   validate(graph, labels, num_classes, count);
   if (params.double_vectors)

@@ -1,6 +1,8 @@
 #include <cuda_runtime.h>
 
 #include "dalcore/info.h"
+#include "dalcore/status.h"
+#include "dalcore/detail/backend.h"
 
 namespace dalcore::gpu {
 
@@ -12,6 +14,27 @@ int device_count() {
     return 0;
   }
   return n;
+}
+
+int pointer_device(const void* p) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();  // unregistered host memory on old runtimes: not device memory
+    return -1;
+  }
+  return attr.type == cudaMemoryTypeDevice ? attr.device : -1;
+}
+
+int current_device() {
+  int d = 0;
+  backend::check(cudaGetDevice(&d), "cudaGetDevice");
+  return d;
+}
+
+void set_device(int device) { backend::check(cudaSetDevice(device), "cudaSetDevice"); }
+
+void restore_device(int device) noexcept {
+  if (cudaSetDevice(device) != cudaSuccess) cudaGetLastError();
 }
 
 }  // namespace dalcore::gpu

@@ -4,8 +4,13 @@
 // Everything stays on the device and in stream order: one reduction per pick over a
 // transform_iterator whose functor reads the previous pick from device memory, adds it as a
 // centre (min-distance update in place) and yields (min-distance, index); the arg-max (lowest
-// index on ties) lands in device memory, where the next pick's functor reads it. No host
-// synchronisation until the caller reads the result.
+// index on ties) lands in device memory, where the next pick's functor reads it.
+//
+// Host synchronisations per call (CUDA): none (none per pick); the caller synchronises when it
+// reads the picks or the radius. Temporaries: backend::buffer (cudaMallocAsync on the caller's
+// stream) and CUB's reduction scratch, grown once and reused by every pick. (The Python border,
+// dalcore/_kcenter.py, synchronises once before the call to validate the features and find
+// their scale.)
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -134,18 +139,18 @@ struct PickIndex {
   DALCORE_HD std::int64_t operator()(const ArgMax& a) const { return a.index; }
 };
 
-struct RadiusOf {
+struct RadiusOf {  // as the CPU kernel: sqrt in double of the largest squared min-distance
   const ArgMax* last;
-  float* radius;
+  double* radius;
   DALCORE_HD void operator()(std::int64_t) const {
-    const float v = last->value;
-    radius[0] = v > 0.0f ? sqrtf(v) : 0.0f;
+    const double v = static_cast<double>(last->value);
+    radius[0] = v > 0.0 ? ::sqrt(v) : 0.0;
   }
 };
 
 template <bool Vec4>
 void run(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-         std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, float* radius,
+         std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
          backend::stream_t s) {
   const auto pol = backend::policy(s);
   const thrust::counting_iterator<std::int64_t> first(0);
@@ -194,7 +199,7 @@ void run(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* lab
 }  // namespace
 
 void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, float* radius,
+             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
              std::uintptr_t stream) {
   check_kcenter_sizes(n, d, n_labeled, budget);
   const backend::stream_t s = backend::to_stream(stream);

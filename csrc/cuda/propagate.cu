@@ -12,12 +12,18 @@
 // The CG scalars never leave the device. Converged columns are frozen (step 0, beta 1,
 // gamma 0) by the scalar update itself, so the host does not need to look at them; it checks
 // the number of still-active columns only every kCheckEvery iterations (one small device-to-
-// host copy) to stop early once all columns have converged. With the default max_iter = 20
-// that is at most two synchronisations per call.
+// host copy) to stop early once all columns have converged.
+//
+// Host synchronisations per call (CUDA): one for the symmetry test before the solve (its result
+// decides whether to solve), none per CG iteration except the convergence check every
+// kCheckEvery iterations, and one at the end (the breakdown count). With the default
+// max_iter = 20: at most four. Temporaries: backend::buffer (cudaMallocAsync) and, for the
+// symmetry test's transform_reduce, Thrust's temporaries from the stream-ordered pool.
 #include <thrust/for_each.h>
 #include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
+#include <thrust/transform_reduce.h>
 
 #include <cstdint>
 #include <type_traits>
@@ -225,6 +231,34 @@ struct FromFloat {
   DALCORE_HD void operator()(i64 t) const { x[t] = static_cast<V>(z[t]); }
 };
 
+// The symmetry test of both paths (detail/propagate_ops.h), u and v hashed on the fly.
+struct SymmetryRow {
+  Csr g;
+  DALCORE_HD SymmetryTerms operator()(i64 i) const {
+    return symmetry_row(i, g.indptr, g.indices, g.data, HashedVector{0}, HashedVector{1});
+  }
+};
+
+struct AddTerms {
+  DALCORE_HD SymmetryTerms operator()(const SymmetryTerms& a, const SymmetryTerms& b) const {
+    return a + b;
+  }
+};
+
+// One host synchronisation (the reduction's result decides whether to run at all).
+void check_symmetric(const CsrView& graph, backend::stream_t s) {
+  if (graph.nnz == 0) return;
+  const thrust::counting_iterator<i64> first(0);
+  const SymmetryTerms t = thrust::transform_reduce(
+      backend::policy(s), first, first + graph.n,
+      SymmetryRow{Csr{graph.indptr, graph.indices, graph.data}}, SymmetryTerms{}, AddTerms{});
+  backend::check_launch("propagate: symmetry test");
+  double diff = 0.0;
+  require(symmetric_enough(t, &diff),
+          "graph: expected a symmetric affinity S (S == S.T); a randomised test found "
+          "|u'Sv - v'Su| = ", diff, " > ", kSymmetryRtol, " * ", t.scale);
+}
+
 template <class F>
 void for_n(backend::stream_t s, i64 n, const F& f, const char* what) {
   if (n <= 0) return;
@@ -316,14 +350,12 @@ std::int64_t propagate(const CsrView& graph, const std::int64_t* labels,
   require(graph.n >= 1, "graph: expected at least one row, got ", graph.n);
   require(graph.nnz >= 0, "graph: nnz must be >= 0, got ", graph.nnz);
   require(num_classes >= 1, "num_classes: expected >= 1, got ", num_classes);
-  require(params.alpha > 0.0 && params.alpha < 1.0, "alpha: expected 0 < alpha < 1, got ",
-          params.alpha);
-  require(params.tol > 0.0, "tol: expected > 0, got ", params.tol);
-  require(params.max_iter >= 1, "max_iter: expected >= 1, got ", params.max_iter);
+  check_propagate_params(params);
   require(graph.indptr && (graph.nnz == 0 || (graph.indices && graph.data)) && labels &&
               class_count && out.z && out.iterations && out.relres,
           "propagate: null buffer pointer");
   const backend::stream_t s = backend::to_stream(stream);
+  check_symmetric(graph, s);
   if (params.double_vectors)
     return run<double>(graph, labels, class_count, num_classes, x0, params, out, s);
   return run<float>(graph, labels, class_count, num_classes, x0, params, out, s);

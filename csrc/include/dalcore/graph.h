@@ -1,7 +1,12 @@
 // Public C++ API of knn_graph: k-NN lists -> symmetric normalised affinity S = D^-1/2 W D^-1/2 (CSR).
 //
-// Input: n rows of k neighbours, idx[n * k] (int64, in [0, n)) and sims[n * k] (float32, finite),
-// row-major. Entries with idx == row (self) are ignored; a row listing a neighbour twice is an error.
+// Input: n rows of k neighbours, idx[n * k] (int64, in [0, n), or -1) and sims[n * k] (float32,
+// finite where idx != -1), row-major. Entries with idx == row (self, any number of times) and
+// idx == -1 (faiss's "no neighbour") are ignored; a row listing a neighbour twice is an error.
+// The CPU and GPU paths accept and refuse the same inputs and build the same graph (the
+// reciprocal weight (a_ij + a_ji) / 2 is computed once in float and dropped when it rounds to 0).
+// Scale: the caller (dalcore/_graph.py) divides the similarities by a power of two when
+// max(s)^gamma would leave float32's comfortable range (S does not depend on the scale of W).
 // Directed weight a_ij = max(0, s_ij)^gamma (computed in double, stored as float32).
 //   reciprocal: i ~ j only when j is in list(i) and i is in list(j); w_ij = (a_ij + a_ji) / 2.
 //   union     : W + W^T, w_ij = a_ij + a_ji (a missing direction counts 0): LP-DeepSSL's graph.
@@ -45,8 +50,12 @@ struct KnnLists {
 
 namespace cpu {
 
+// Frees the scratch kept from the last build (see KnnGraphBuilder); thread-safe.
+void release_graph_scratch();
+
 // Two phases so that the caller can allocate the outputs once nnz is known (the scratch of a
-// finished build, up to 1 GiB, is kept for the next one: graphs are rebuilt every epoch):
+// finished build, up to 512 MiB, is kept for the next one: graphs are rebuilt every epoch;
+// release_graph_scratch() frees it):
 //   KnnGraphBuilder b(lists, gamma, mode);   // validates, sorts rows, counts (throws on bad input)
 //   b.fill(indptr, indices, data);           // indptr[n + 1], indices/data[b.nnz()]
 class KnnGraphBuilder {
@@ -82,10 +91,12 @@ std::int64_t knn_graph_count(const KnnLists& lists, double gamma, GraphMode mode
                              void* workspace, std::size_t workspace_size, std::int64_t* indptr,
                              std::uintptr_t stream);
 
-// Writes indices[nnz] and data[nnz]; stream-ordered, does not synchronise.
+// Writes indices[nnz] and data[nnz]; stream-ordered, does not synchronise. `capacity` is the
+// length of indices and data: nothing is written past it, whatever indptr holds.
 void knn_graph_fill(std::int64_t n, std::int64_t k, GraphMode mode, void* workspace,
                     std::size_t workspace_size, const std::int64_t* indptr,
-                    std::int32_t* indices, float* data, std::uintptr_t stream);
+                    std::int64_t capacity, std::int32_t* indices, float* data,
+                    std::uintptr_t stream);
 
 }  // namespace gpu
 }  // namespace dalcore

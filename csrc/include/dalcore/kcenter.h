@@ -33,16 +33,16 @@ struct KCenterOptions {
   // Skip, by the triangle inequality, the groups of points (by nearest centre) that the new
   // centre cannot affect. Same picks as the unpruned pass; false = one full pass per pick.
   bool prune = true;
-  // Also compute the covering radius after the last pick (one more pass).
-  bool want_radius = false;
 };
 
-// CPU kernel (OpenMP). Also validates `labeled` (range, duplicates). Returns the covering radius
-// (max over all points of the distance to the nearest labeled point or pick) when
-// opts.want_radius, else -1.
-double kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-               std::int64_t n_labeled, std::int64_t budget, std::int64_t* out,
-               const KCenterOptions& opts = {});
+// Both paths share one convention: picks written to out[budget]; when `radius` is not null,
+// *radius (double) receives the covering radius after the last pick (max over all points of
+// the distance to the nearest labeled point or pick; one more pass), else it is not computed.
+//
+// CPU kernel (OpenMP), host pointers. Also validates `labeled` (range, duplicates).
+void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
+             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
+             const KCenterOptions& opts = {});
 
 }  // namespace cpu
 
@@ -50,10 +50,10 @@ namespace gpu {
 
 // The GPU path (Thrust; on CUDA: device pointers and the caller's stream, no host
 // synchronisation; in _core_omp: host pointers). `labeled` must be valid (checked by the caller:
-// it lives on the device). `radius` (one float on the device) receives the covering radius when
+// it lives on the device). `radius` (one double on the device) receives the covering radius when
 // not null. Results equal the CPU kernel's within float32 rounding (the unpruned algorithm).
 void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, float* radius,
+             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
              std::uintptr_t stream);
 
 }  // namespace gpu

@@ -15,12 +15,15 @@
 
 #include <cstdint>
 
+#include "dalcore/status.h"
+
 namespace dalcore {
 
 struct PropagateParams {
   double alpha = 0.99;     // in (0, 1)
-  double tol = 1e-6;       // > 0: per-column relative residual target
-  std::int64_t max_iter = 20;  // >= 1
+  double tol = 1e-6;       // >= 0: per-column relative residual target; 0 = exactly max_iter
+                           // iterations (the paper's fixed 20), unless a residual reaches 0
+  std::int64_t max_iter = 20;  // >= 0; 0 returns the start vector (x0, or zeros)
   bool double_vectors = false;  // CG vectors (x, r, p, Ap) in float64 instead of float32
   // CPU only: renumber the nodes in breadth-first order for cache locality of the SpMM
   // (-1: when an n x C vector exceeds 1 MiB; 0: never; 1: always). Z is returned in the
@@ -45,6 +48,14 @@ struct PropagateOut {
   std::int64_t* iterations = nullptr;
   double* relres = nullptr;
 };
+
+// The parameter checks of both paths (throw InvalidArgument naming the parameter).
+inline void check_propagate_params(const PropagateParams& p) {
+  require(p.alpha > 0.0 && p.alpha < 1.0, "alpha: expected 0 < alpha < 1, got ", p.alpha);
+  require(p.tol >= 0.0 && p.tol <= 1.7976931348623157e308, "tol: expected a finite number >= 0, got ",
+          p.tol);
+  require(p.max_iter >= 0, "max_iter: expected an integer >= 0, got ", p.max_iter);
+}
 
 namespace cpu {
 // labels[n]: -1 (unlabeled) or a class in [0, num_classes); every class must have a label.

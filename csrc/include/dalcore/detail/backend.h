@@ -8,6 +8,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstring>
+#include <limits>
+#include <type_traits>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -41,9 +44,31 @@ inline void check(cudaError_t err, const char* what) {
 inline void check_launch(const char* what) { check(cudaGetLastError(), what); }
 
 inline stream_t to_stream(std::uintptr_t handle) { return reinterpret_cast<stream_t>(handle); }
-// Thrust on the caller's stream, without the synchronisation Thrust adds after algorithms
-// that do not return a value to the host.
-inline auto policy(stream_t s) { return thrust::cuda::par_nosync.on(s); }
+
+// Thrust's temporary storage (sorts, scans, count_if, reductions) from the stream-ordered pool
+// (cudaMallocAsync / cudaFreeAsync on the caller's stream) instead of Thrust's default
+// cudaMalloc / cudaFree, which synchronise the whole device on every call.
+class stream_allocator {
+ public:
+  using value_type = char;
+  explicit stream_allocator(stream_t s) : s_(s) {}
+  char* allocate(std::ptrdiff_t bytes) {
+    void* p = nullptr;
+    check(cudaMallocAsync(&p, static_cast<std::size_t>(bytes), s_), "cudaMallocAsync (thrust)");
+    return static_cast<char*>(p);
+  }
+  // Called from Thrust's temporary-buffer destructors: never throws (an error is left for the
+  // next checked call to report).
+  void deallocate(char* p, std::size_t) noexcept { (void)cudaFreeAsync(p, s_); }
+
+ private:
+  stream_t s_;
+};
+
+// Thrust on the caller's stream with the stream-ordered allocator, without the synchronisation
+// Thrust adds after algorithms that do not return a value to the host. The allocator is held
+// by value in the policy object.
+inline auto policy(stream_t s) { return thrust::cuda::par_nosync(stream_allocator(s)).on(s); }
 
 // Stream-ordered device memory (cudaMallocAsync / cudaFreeAsync), RAII, move-only.
 template <class T>
@@ -110,11 +135,26 @@ inline void check_launch(const char*) {}
 inline stream_t to_stream(std::uintptr_t) { return nullptr; }
 inline auto policy(stream_t) { return thrust::omp::par; }
 
+// The poison a fresh twin buffer holds, so that a kernel reading memory it never wrote (which
+// cudaMallocAsync leaves undefined on a GPU) fails the tests instead of reading zeros: NaN for
+// floating point, 0xFF bytes for everything else (-1 for signed integers).
+inline void poison(void* p, std::size_t bytes) {
+  std::memset(p, 0xFF, bytes);
+}
+template <class T>
+void poison(T* p, std::size_t n) {
+  if constexpr (std::is_floating_point_v<T>) {
+    std::fill(p, p + n, std::numeric_limits<T>::quiet_NaN());
+  } else {
+    poison(static_cast<void*>(p), n * sizeof(T));
+  }
+}
+
 template <class T>
 class buffer {
  public:
   buffer() = default;
-  buffer(std::size_t n, stream_t) : v_(n) {}
+  buffer(std::size_t n, stream_t) : v_(n) { poison(v_.data(), n); }
   T* data() noexcept { return v_.data(); }
   const T* data() const noexcept { return v_.data(); }
   std::size_t size() const noexcept { return v_.size(); }

@@ -13,6 +13,10 @@
 
 namespace dalcore::detail {
 
+// faiss's "no neighbour" index (k larger than what the index can return): an absent entry,
+// skipped like a self entry by both paths; its similarity is not read.
+inline constexpr std::int64_t kMissingNeighbour = -1;
+
 // false for NaN and +-inf (x - x is NaN for both), without <cmath> classification calls.
 DALCORE_HD bool finite_value(float x) { return (x - x) == 0.0f; }
 
@@ -91,15 +95,19 @@ struct CountEmit {
 };
 
 // Fill pass: writes column j and S_ij = w_ij d_i^-1/2 d_j^-1/2 from the count pass's dinv.
+// Never writes at or past `cap` (the outputs' length), whatever the offsets say.
 struct FillEmit {
   std::int32_t* indices;
   float* data;
   std::int64_t pos;
   const double* dinv;
   double dinv_i;
+  std::int64_t cap;
   DALCORE_HD void operator()(std::int64_t j, float v) {
-    indices[pos] = static_cast<std::int32_t>(j);
-    data[pos] = normalised(v, dinv_i, dinv[j]);
+    if (pos < cap) {
+      indices[pos] = static_cast<std::int32_t>(j);
+      data[pos] = normalised(v, dinv_i, dinv[j]);
+    }
     ++pos;
   }
 };

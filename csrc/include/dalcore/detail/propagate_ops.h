@@ -95,4 +95,63 @@ DALCORE_HD void solution_direction_update(V* x, V* p, V r, V step, V beta, V gam
   *p = gamma * r + beta * p_old;
 }
 
+// ---- the symmetry test, one definition for both paths
+// CG needs a symmetric S. A randomised test in one pass over the graph, for the fixed
+// pseudo-random vectors u_i = hash_unit(i, 0), v_i = hash_unit(i, 1):
+//   |u'Sv - v'Su| <= kSymmetryRtol * sum_ij |u_i S_ij v_j|.
+// Each path sums the per-row terms of symmetry_row (CPU: an OpenMP reduction; GPU: a Thrust
+// reduction) and decides with symmetric_enough; only the order of the additions differs.
+inline constexpr double kSymmetryRtol = 1e-4;
+
+// A fixed pseudo-random value in [-1, 1) per (index, stream) (splitmix64).
+DALCORE_HD double hash_unit(std::uint64_t i, std::uint64_t stream) {
+  std::uint64_t z = i * 2 + stream + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+}
+
+struct SymmetryTerms {
+  double uv = 0.0, vu = 0.0, scale = 0.0;
+};
+
+DALCORE_HD SymmetryTerms operator+(const SymmetryTerms& a, const SymmetryTerms& b) {
+  SymmetryTerms t;
+  t.uv = a.uv + b.uv;
+  t.vu = a.vu + b.vu;
+  t.scale = a.scale + b.scale;
+  return t;
+}
+
+// Row i's terms; u(j), v(j) give the test vectors (looked up or hashed: the same values).
+template <class U, class V>
+DALCORE_HD SymmetryTerms symmetry_row(std::int64_t i, const std::int64_t* indptr,
+                                      const std::int32_t* indices, const float* data, const U& u,
+                                      const V& v) {
+  SymmetryTerms t;
+  const double ui = u(i), vi = v(i);
+  for (std::int64_t k = indptr[i]; k < indptr[i + 1]; ++k) {
+    const std::int64_t j = indices[k];
+    const double s = data[k];
+    const double a = ui * s * v(j);
+    t.uv += a;
+    t.vu += vi * s * u(j);
+    t.scale += a < 0 ? -a : a;
+  }
+  return t;
+}
+
+struct HashedVector {
+  std::uint64_t stream;
+  DALCORE_HD double operator()(std::int64_t i) const {
+    return hash_unit(static_cast<std::uint64_t>(i), stream);
+  }
+};
+
+inline bool symmetric_enough(const SymmetryTerms& t, double* diff) {
+  *diff = t.uv > t.vu ? t.uv - t.vu : t.vu - t.uv;
+  return *diff <= kSymmetryRtol * t.scale;
+}
+
 }  // namespace dalcore::detail::prop
