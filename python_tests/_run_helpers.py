@@ -26,4 +26,13 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def without_seconds(rows: list[dict]) -> list[tuple]:
+    """Rows as tuples without the wall-clock column (the only one that may differ)."""
     return [tuple(v for k, v in r.items() if k != "seconds") for r in rows]
+
+
+def assert_same_rows(a: list[dict], b: list[dict], expected: int) -> None:
+    """``a`` and ``b`` hold the same ``expected`` rows (seconds aside): never passes on nothing."""
+    assert expected > 0, "a comparison of zero rows proves nothing"
+    assert len(a) == expected, f"compared {len(a)} rows, expected {expected}"
+    assert len(b) == expected, f"compared {len(b)} rows, expected {expected}"
+    assert sorted(without_seconds(a)) == sorted(without_seconds(b))

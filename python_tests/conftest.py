@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import dalcore  # noqa: E402
+
+
+def seed_for(nodeid: str) -> int:
+    """The seed of the ``rng`` fixture for the test ``nodeid`` (stable across processes)."""
+    digest = hashlib.sha256(nodeid.encode("utf-8")).digest()
+    base = int(os.environ.get("DALCORE_TEST_SEED", "0"))
+    return (int.from_bytes(digest[:8], "little") + base) % (2**63)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,8 +59,13 @@ def omp_core():
 
 @pytest.fixture
 def rng(request: pytest.FixtureRequest) -> np.random.Generator:
-    """A fresh generator per test, seeded from the test's name (reproducible, yet varied)."""
-    return np.random.default_rng(abs(hash(request.node.nodeid)) % (2**32))
+    """A fresh generator per test, seeded from the test's name (reproducible, yet varied).
+
+    The seed is a SHA-256 of the test id (not ``hash()``, which Python salts per process), so a
+    failure replays with the same data; ``DALCORE_TEST_SEED`` shifts every test's seed to try
+    other data.
+    """
+    return np.random.default_rng(seed_for(request.node.nodeid))
 
 
 @pytest.fixture
