@@ -2,27 +2,49 @@
 
 The table has the paper's form: one row per method (tagged ``PRE`` / ``SEMI`` when pre-training or
 semi-supervision was on), one column per number of labels, cells ``mean ± std`` of the test accuracy
-in percent over the repetitions (``std`` is numpy's default, ddof=0). Folders are merged: each
-(folder, repeat) pair counts as one repetition, so runs made with different seeds add up.
+in percent over the repetitions (``std`` is numpy's default, ddof=0).
+
+Merging folders never averages unlike runs: rows are grouped by their full configuration (every
+column of results.csv except the repetition, its seed, the cycle and the measurements), so two runs
+that differ in any setting (``width``, ``preset``, ``budget``, ...) give separate rows and curves,
+each labelled by the settings that differ. A repetition is identified by its own seed (the
+``seed`` column): the same repetition found in two folders (a copy, a folder given twice, an
+overlapping run) counts once. Rows of older runs, written before the ``seed`` column, are told
+apart by (folder, repeat) instead, and their missing settings read as unknown (``?``).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Curve", "load_results", "summarize", "summary_markdown", "plot_curves", "write_report"]
+__all__ = [
+    "Curve", "load_results", "summarize", "summary_markdown", "plot_curves", "write_report",
+    "require_matplotlib",
+]
+
+#: Columns every results.csv must have (those of the first dalcore versions).
+REQUIRED: tuple[str, ...] = (
+    "dataset", "method", "pretrain", "semi", "repeat", "cycle", "labels", "accuracy",
+)
+#: Columns that identify a repetition or hold its measurements, not its configuration.
+NOT_CONFIG: frozenset[str] = frozenset(
+    {"repeat", "seed", "cycle", "labels", "accuracy", "seconds", "run", "line"}
+)
+#: Configuration columns shown in the row name itself rather than in the variant label.
+_NAMED = ("dataset", "method", "pretrain", "semi")
 
 
 @dataclass
 class Curve:
-    """Accuracies of one method (with its PRE/SEMI flags) on one dataset, by number of labels.
+    """Accuracies of one configuration (method, PRE/SEMI flags, settings) on one dataset.
 
     Attributes
     ----------
@@ -32,6 +54,11 @@ class Curve:
         Sorted numbers of labels.
     accuracies : list of numpy.ndarray
         For each entry of ``labels``, the accuracies (fractions) of every repetition.
+    config : dict of str to str
+        Every configuration column of the group's rows (``""`` where an older run lacks it).
+    variant : str
+        The settings that tell this curve apart from the others of its dataset, e.g.
+        ``"width=0.5"``; empty when nothing else differs.
     """
 
     dataset: str
@@ -40,12 +67,20 @@ class Curve:
     semi: bool
     labels: list[int]
     accuracies: list[np.ndarray]
+    config: dict[str, str] = field(default_factory=dict)
+    variant: str = ""
 
     @property
     def name(self) -> str:
-        """Row label: ``PRE + SEMI + method`` style, as in the paper's tables."""
+        """Row label: ``PRE + SEMI + method`` style, as in the paper's tables, plus the variant."""
         tags = (["PRE"] if self.pretrain else []) + (["SEMI"] if self.semi else [])
-        return " + ".join(tags + [self.method])
+        base = " + ".join(tags + [self.method])
+        return f"{base} ({self.variant})" if self.variant else base
+
+    @property
+    def legend(self) -> str:
+        """Label of the curve in a panel (the panel names PRE / SEMI)."""
+        return f"{self.method} ({self.variant})" if self.variant else self.method
 
     def mean(self) -> np.ndarray:
         """Mean accuracy per number of labels."""
@@ -60,13 +95,69 @@ def _to_bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes")
 
 
+def _read_text(path: Path) -> str:
+    try:
+        text = path.read_bytes().decode("utf-8")
+        if "\x00" in text:
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL byte")
+        return text
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a dalcore results.csv (not UTF-8 text)") from None
+
+
+def _check_row(path: Path, line: int, r: dict) -> None:
+    """ValueError naming the file and line for a row that is not a results row."""
+    if None in r or any(r.get(c) is None for c in REQUIRED):
+        raise ValueError(f"{path}: line {line}: expected as many fields as the header")
+    try:
+        repeat, cycle, labels = int(r["repeat"]), int(r["cycle"]), int(r["labels"])
+        acc = float(r["accuracy"])
+    except ValueError:
+        raise ValueError(
+            f"{path}: line {line}: repeat, cycle and labels must be integers and accuracy a "
+            "number"
+        ) from None
+    if repeat < 0 or cycle < 0 or labels < 1 or not (math.isfinite(acc) and 0 <= acc <= 1):
+        raise ValueError(f"{path}: line {line}: repeat/cycle/labels/accuracy out of range")
+
+
+def _read_rows(path: Path) -> list[dict]:
+    text = _read_text(path)
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]  # torn last line of an interrupted run
+    if not lines:
+        raise ValueError(f"{path}: empty (expected a dalcore results.csv with a header)")
+    try:
+        reader = csv.DictReader(lines)
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: not a dalcore results.csv (no column {', '.join(missing)} in the header)"
+            )
+        rows = []
+        for r in reader:
+            _check_row(path, reader.line_num, r)
+            r["line"] = str(reader.line_num)
+            rows.append(r)
+    except csv.Error as e:
+        raise ValueError(f"{path}: not a dalcore results.csv ({e})") from None
+    return rows
+
+
 def load_results(dirs: Sequence[str | os.PathLike]) -> list[dict]:
     """Rows of the results.csv of every folder, with a ``run`` key (the folder) added.
+
+    A folder given twice is read once.
 
     Raises
     ------
     ValueError
-        If a folder has no results.csv.
+        If a folder has no results.csv, or a file is not a dalcore results.csv (the message
+        names the file and, for a bad row, the line).
     """
     rows: list[dict] = []
     seen: set[Path] = set()
@@ -80,28 +171,55 @@ def load_results(dirs: Sequence[str | os.PathLike]) -> list[dict]:
         if key in seen:
             continue
         seen.add(key)
-        with open(path, newline="", encoding="utf-8") as f:
-            text = f.read()
-        lines = text.splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines = lines[:-1]  # torn last line of an interrupted run
-        for r in csv.DictReader(lines):
+        for r in _read_rows(path):
             r["run"] = str(key.parent)
             rows.append(r)
     return rows
 
 
+def _repetition(r: dict) -> tuple:
+    """What identifies the repetition of a row: its own seed, else (folder, repeat)."""
+    seed = (r.get("seed") or "").strip()
+    return ("seed", seed) if seed else ("run", r["run"], int(r["repeat"]))
+
+
+def _variants(configs: list[dict[str, str]]) -> list[str]:
+    """For each configuration, the ``key=value`` pairs of the keys that vary among them."""
+    keys = [k for k in dict.fromkeys(k for c in configs for k in c) if k not in _NAMED]
+    varying = [k for k in keys if len({c.get(k, "") for c in configs}) > 1]
+    return [", ".join(f"{k}={c.get(k, '') or '?'}" for k in varying) for c in configs]
+
+
 def summarize(rows: Sequence[dict]) -> list[Curve]:
-    """Group rows into curves, in order of first appearance."""
+    """Group rows into curves by full configuration, in order of first appearance.
+
+    Rows that differ in any configuration column are never averaged together; the same
+    repetition (same configuration, same repetition seed, same number of labels) found more
+    than once counts once (the first row read).
+    """
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in NOT_CONFIG))
     groups: dict[tuple, dict[int, list[float]]] = {}
+    seen: set[tuple] = set()
     for r in rows:
-        key = (r["dataset"], r["method"], _to_bool(r["pretrain"]), _to_bool(r["semi"]))
-        groups.setdefault(key, defaultdict(list))[int(r["labels"])].append(float(r["accuracy"]))
+        config = tuple((k, (r.get(k) or "").strip()) for k in keys)
+        labels = int(r["labels"])
+        ident = (config, _repetition(r), labels)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        groups.setdefault(config, defaultdict(list))[labels].append(float(r["accuracy"]))
     curves = []
-    for (dataset, method, pre, semi), by_labels in groups.items():
+    for config, by_labels in groups.items():
+        cfg = dict(config)
         labels = sorted(by_labels)
-        curves.append(Curve(dataset, method, pre, semi, labels,
-                            [np.asarray(by_labels[n], dtype=np.float64) for n in labels]))
+        curves.append(Curve(cfg["dataset"], cfg["method"], _to_bool(cfg["pretrain"]),
+                            _to_bool(cfg["semi"]), labels,
+                            [np.asarray(by_labels[n], dtype=np.float64) for n in labels],
+                            config=cfg))
+    for dataset in dict.fromkeys(c.dataset for c in curves):
+        mine = [c for c in curves if c.dataset == dataset]
+        for c, v in zip(mine, _variants([c.config for c in mine])):
+            c.variant = v
     return curves
 
 
@@ -115,6 +233,9 @@ def summary_markdown(curves: Sequence[Curve]) -> str:
         rep_text = str(reps[0]) if len(reps) == 1 else f"{reps[0]}-{reps[-1]}"
         parts.append(f"### {dataset}: test accuracy (%), mean ± std over {rep_text} "
                      f"repetition{'s' if reps[-1] != 1 else ''}\n")
+        common = _common_settings(cs)
+        if common:
+            parts.append(f"settings: {common}\n")
         parts.append("| method | " + " | ".join(str(n) for n in labels) + " |")
         parts.append("|---|" + "---:|" * len(labels))
         for c in cs:
@@ -130,6 +251,23 @@ def summary_markdown(curves: Sequence[Curve]) -> str:
     return "\n".join(parts)
 
 
+def _common_settings(curves: Sequence[Curve]) -> str:
+    """``key=value`` of the settings shared by every curve (those not in the row names)."""
+    keys = [k for k in dict.fromkeys(k for c in curves for k in c.config) if k not in _NAMED]
+    same = [k for k in keys if len({c.config.get(k, "") for c in curves}) == 1]
+    return ", ".join(f"{k}={curves[0].config.get(k, '') or '?'}" for k in same
+                     if curves[0].config.get(k, ""))
+
+
+def require_matplotlib() -> None:
+    """ValueError with the install command when matplotlib (needed for curves.png) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("curves.png needs matplotlib, which is not installed: "
+                         "pip install matplotlib")
+
+
 _CONFIG_ORDER = ("base", "PRE", "SEMI", "PRE + SEMI")
 
 
@@ -140,8 +278,9 @@ def _config(c: Curve) -> str:
 
 def plot_curves(curves: Sequence[Curve], path: str | os.PathLike) -> None:
     """Accuracy vs number of labels, mean line with a ±std band: one row of panels per dataset,
-    one panel per configuration (base, PRE, SEMI, PRE + SEMI) present, one colour per method
-    (the same in every panel), one shared legend."""
+    one panel per configuration (base, PRE, SEMI, PRE + SEMI) present, one colour per method and
+    variant (the same in every panel), one shared legend."""
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -150,7 +289,7 @@ def plot_curves(curves: Sequence[Curve], path: str | os.PathLike) -> None:
     datasets = list(dict.fromkeys(c.dataset for c in curves)) or [""]
     present = {_config(c) for c in curves}
     configs = [k for k in _CONFIG_ORDER if k in present] or ["base"]
-    methods = list(dict.fromkeys(c.method for c in curves))
+    names = list(dict.fromkeys(c.legend for c in curves))
     nrow, ncol = len(datasets), len(configs)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol + 1.8, 3.8 * nrow), squeeze=False,
                              sharey="row")
@@ -164,12 +303,12 @@ def plot_curves(curves: Sequence[Curve], path: str | os.PathLike) -> None:
                 ax.set_axis_off()
                 continue
             for c in mine:
-                color = cmap(methods.index(c.method) % 10)
+                color = cmap(names.index(c.legend) % 10)
                 x = np.asarray(c.labels)
                 m, s = 100 * c.mean(), 100 * c.std()
-                (line,) = ax.plot(x, m, marker="o", color=color, label=c.method)
+                (line,) = ax.plot(x, m, marker="o", color=color, label=c.legend)
                 ax.fill_between(x, m - s, m + s, color=color, alpha=0.15, linewidth=0)
-                handles.setdefault(c.method, line)
+                handles.setdefault(c.legend, line)
             ax.set_title(f"{dataset}: {config}" if dataset else config)
             ax.set_xlabel("number of labels")
             if col == 0:
@@ -191,9 +330,23 @@ def write_report(dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> s
     -------
     str
         The summary table (Markdown).
+
+    Raises
+    ------
+    ValueError
+        For a missing or malformed results.csv (naming the file), a folder that cannot be
+        written, or a missing matplotlib (with the install command).
     """
     curves = summarize(load_results(dirs))
+    require_matplotlib()
     out = Path(out)
+    try:
+        return _write(curves, out)
+    except OSError as e:
+        raise ValueError(f"{out}: cannot write the report there ({e.strerror or e})") from None
+
+
+def _write(curves: list[Curve], out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     if not curves:
         text = "(no finished cycles yet)\n"

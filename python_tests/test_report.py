@@ -89,3 +89,123 @@ def test_report_missing_folder_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "results.csv" in err[0]
+
+
+#: The columns of a current results.csv (settings and the repetition's own seed).
+NEW_COLUMNS = ("dataset", "method", "pretrain", "semi", "preset", "width", "image_size",
+               "epochs_or_steps", "pool_size", "budget", "graph", "class_balance", "initial",
+               "version", "repeat", "seed", "cycle", "labels", "accuracy", "seconds")
+
+
+def _write_new_run(folder: Path, rng: np.random.Generator, method: str, seeds: list[int],
+                   width: str = "0.25", cycles: int = 3, budget: int = 10) -> dict:
+    """A results.csv in the current format; returns {labels: {seed: accuracy}}."""
+    folder.mkdir(parents=True)
+    acc: dict = {}
+    with open(folder / "results.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(NEW_COLUMNS)
+        for r, seed in enumerate(seeds):
+            for c in range(cycles):
+                a = round(float(rng.uniform(0.3, 1.0)), 6)
+                labels = budget * (c + 1)
+                acc.setdefault(labels, {})[seed] = a
+                w.writerow(["digits", method, 0, 0, "cpu", width, 16, 200, "", budget,
+                            "reciprocal", 0, "balanced", "0.1.0", r, seed, c, labels,
+                            f"{a:.6f}", "1.0"])
+    return acc
+
+
+def test_runs_differing_only_in_width_are_never_averaged(tmp_path: Path, rng, capsys) -> None:
+    a = _write_new_run(tmp_path / "w25", rng, "random", [11, 12, 13], width="0.25")
+    b = _write_new_run(tmp_path / "w50", rng, "random", [21, 22], width="0.5")
+    assert main(["report", str(tmp_path / "w25"), str(tmp_path / "w50"),
+                 "--out", str(tmp_path / "m")]) == 0
+    table = _parse_table((tmp_path / "m" / "summary.md").read_text())
+    assert len(table) == 2 * 3
+    for width, acc in (("0.25", a), ("0.5", b)):
+        for labels, by_seed in acc.items():
+            vals = np.array(list(by_seed.values()), dtype=np.float64)
+            mean, std = table[(f"random (width={width})", labels)]
+            assert mean == pytest.approx(100 * vals.mean(), abs=0.0051)
+            assert std == pytest.approx(100 * vals.std(), abs=0.0051)
+    curves = summarize(load_results([tmp_path / "w25", tmp_path / "w50"]))
+    assert [c.legend for c in curves] == ["random (width=0.25)", "random (width=0.5)"]
+    assert "preset=cpu" in summary_markdown(curves)  # the shared settings are stated once
+
+
+def test_same_repetition_counts_once(tmp_path: Path, rng) -> None:
+    a = _write_new_run(tmp_path / "a", rng, "ceal", [5, 6])
+    b = _write_new_run(tmp_path / "b", rng, "ceal", [6, 7])  # seed 6 again: the same repetition
+    # one folder given twice (also through another spelling of its path) counts once
+    twice = summarize(load_results([tmp_path / "a", tmp_path / "a" / "results.csv",
+                                    tmp_path / "b" / ".." / "a"]))
+    assert len(twice) == 1
+    for labels, acc in zip(twice[0].labels, twice[0].accuracies):
+        np.testing.assert_allclose(np.sort(acc), np.sort(list(a[labels].values())))
+    merged = summarize(load_results([tmp_path / "a", tmp_path / "b"]))
+    assert len(merged) == 1 and len(merged[0].labels) == 3
+    for labels, acc in zip(merged[0].labels, merged[0].accuracies):
+        expect = {**b[labels], **a[labels]}  # seed 6 read first from a
+        assert acc.size == 3
+        np.testing.assert_allclose(np.sort(acc), np.sort(list(expect.values())))
+
+
+def test_old_rows_load_beside_new_ones(tmp_path: Path, rng) -> None:
+    old = _write_run(tmp_path / "old", rng, ["random"], repeats=2, cycles=3, budget=10)
+    new = _write_new_run(tmp_path / "new", rng, "random", [1, 2, 3])
+    curves = summarize(load_results([tmp_path / "old", tmp_path / "new"]))
+    assert len(curves) == 2  # unknown settings are not assumed equal to the new run's
+    assert "width=?" in curves[0].variant and "width=0.25" in curves[1].variant
+    for labels, acc in zip(curves[0].labels, curves[0].accuracies):
+        np.testing.assert_allclose(acc, old[("random", labels)])
+    assert [a.size for a in curves[1].accuracies] == [3, 3, 3]
+    assert sorted(new) == curves[1].labels
+
+
+GARBAGE = {
+    "binary": b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe",
+    "header": b"a,b,c\n1,2,3\n",
+    "empty": b"",
+    "accuracy": (",".join(COLUMNS) + "\ndigits,random,0,0,0,0,10,high,1.0\n").encode(),
+    "range": (",".join(COLUMNS) + "\ndigits,random,0,0,0,0,10,1.7,1.0\n").encode(),
+    "short": (",".join(COLUMNS) + "\ndigits,random,0,0\n").encode(),
+    "long": (",".join(COLUMNS) + "\ndigits,random,0,0,0,0,10,0.5,1.0,9,9\n").encode(),
+    "nul": (",".join(COLUMNS) + "\ndigits,ran\x00dom,0,0,0,0,10,0.5,1.0\n").encode(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+def test_garbage_results_one_line_naming_the_file(kind: str, tmp_path: Path, rng,
+                                                  capsys) -> None:
+    _write_run(tmp_path / "good", rng, ["random"], repeats=1, cycles=2, budget=10)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.csv").write_bytes(GARBAGE[kind])
+    assert main(["report", str(tmp_path / "good"), str(bad), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad / "results.csv") in err[0], err
+    assert "Traceback" not in err[0]
+    with pytest.raises(ValueError, match="results.csv"):
+        load_results([bad])
+
+
+def test_report_without_matplotlib_one_line(tmp_path: Path, rng, monkeypatch, capsys) -> None:
+    import importlib.util
+
+    _write_run(tmp_path / "a", rng, ["random"], repeats=1, cycles=2, budget=10)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    assert main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install matplotlib" in err[0]
+    assert not (tmp_path / "m").exists()  # checked before anything is written
+
+
+def test_report_into_a_file_one_line(tmp_path: Path, rng, capsys) -> None:
+    _write_run(tmp_path / "a", rng, ["random"], repeats=1, cycles=2, budget=10)
+    (tmp_path / "file").write_text("x")
+    assert main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "file") in err[0]
