@@ -266,10 +266,10 @@ def test_coreset_glue_with_reference_kernel(rng: np.random.Generator,
 
 
 @pytest.mark.parametrize("cycle", [0, 150])
-def test_ceal_pseudo_labels_match_numpy(cycle: int, rng: np.random.Generator) -> None:
+def test_ceal_uncapped_pseudo_labels_match_numpy(cycle: int, rng: np.random.Generator) -> None:
     ctx = make_ctx(rng, n=400, n_lab=30, cycle=cycle)
     budget = 10
-    sel = STRATEGIES["ceal"](ctx, budget)
+    sel = STRATEGIES["ceal-uncapped"](ctx, budget)
     p = ref_probs(ctx, ctx.pool)
     np.testing.assert_array_equal(sel.indices, ctx.pool[ref_top_entropy(p, ctx.pool, budget)])
     hn = scipy_entropy(p.T) / np.log(C)
@@ -285,6 +285,43 @@ def test_ceal_pseudo_labels_match_numpy(cycle: int, rng: np.random.Generator) ->
     assert sel.pseudo.labels.tolist() == [lab_ref[i] for i in sel.pseudo.indices.tolist()]
     np.testing.assert_array_equal(sel.pseudo.weights, 1.0)
     assert sel.pseudo.class_weights is None
+
+
+def ref_ceal_capped(ctx: AcquisitionContext, budget: int) -> tuple[list[int], list[int]]:
+    """Brute force: every confident non-selected pool point, then per class the ``count`` of
+    that class in the labeled set most confident ones (entropy, then index)."""
+    p = ref_probs(ctx, ctx.pool)
+    top = set(ctx.pool[ref_top_entropy(p, ctx.pool, budget)].tolist())
+    h = scipy_entropy(p.T)
+    delta = 0.1 - 0.00033 * ctx.cycle
+    y = ctx.data.y_train.numpy()
+    kept: list[tuple[int, int]] = []
+    for c in range(C):
+        limit = int((y[ctx.labeled] == c).sum())
+        cand = [(h[j], int(i)) for j, i in enumerate(ctx.pool)
+                if int(i) not in top and h[j] / math.log(C) < delta and p[j].argmax() == c]
+        kept += [(i, c) for _, i in sorted(cand)[:limit]]
+    kept.sort()
+    return [i for i, _ in kept], [c for _, c in kept]
+
+
+@pytest.mark.parametrize("n_lab", [6, 30, 120])
+def test_ceal_caps_pseudo_labels_per_class_like_brute_force(
+        n_lab: int, rng: np.random.Generator) -> None:
+    ctx = make_ctx(rng, n=400, n_lab=n_lab, cycle=2)
+    sel = STRATEGIES["ceal"](ctx, 10)
+    uncapped = STRATEGIES["ceal-uncapped"](ctx, 10)
+    ref_idx, ref_lab = ref_ceal_capped(ctx, 10)
+    assert len(ref_idx) > 0
+    assert sel.pseudo.indices.tolist() == ref_idx
+    assert sel.pseudo.labels.tolist() == ref_lab
+    np.testing.assert_array_equal(sel.indices, uncapped.indices)
+    y = ctx.data.y_train.numpy()
+    true_counts = np.bincount(y[ctx.labeled], minlength=C)
+    assert (np.bincount(sel.pseudo.labels, minlength=C) <= true_counts).all()
+    assert len(sel.pseudo) <= ctx.labeled.size
+    if n_lab == 6:  # few true labels: the cap bites
+        assert len(sel.pseudo) < len(uncapped.pseudo)
 
 
 def test_ceal_pseudo_labels_reach_the_next_training(rng: np.random.Generator) -> None:
