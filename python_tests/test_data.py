@@ -5,6 +5,7 @@ augmentation against a per-pixel reflection reference."""
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import struct
 import tarfile
@@ -278,6 +279,21 @@ def test_idx_corrupt_files(tmp_path, rng, damage):
     assert "train-" in str(e.value)
 
 
+@pytest.mark.parametrize("dims", [(-30, -28, 28), (0, 28, 28), (4, 0, 28), (-1, 28, 28)])
+def test_idx_header_with_bad_dimensions(tmp_path, rng, dims):
+    """Negative or zero dimensions (whose product may still match the data) are refused."""
+    make_idx_dir(tmp_path, rng, gz=False)
+    target = tmp_path / "train-images-idx3-ubyte"
+    raw = target.read_bytes()
+    n_data = len(raw) - 16
+    header = raw[:4] + np.asarray(dims, dtype=">i4").tobytes()
+    body = raw[16:] if math.prod(dims) == n_data else raw[16:16 + max(math.prod(dims), 0)]
+    target.write_bytes(header + body)
+    with pytest.raises(DataError, match="dimension") as e:
+        load_dataset("mnist", tmp_path)
+    assert "train-images" in str(e.value)
+
+
 def test_fashion_mnist_debian_files():
     root = idx_module.DEBIAN_FASHION_MNIST
     if not (root / "train-images-idx3-ubyte.gz").is_file():
@@ -495,6 +511,79 @@ def test_folder_errors(tmp_path, rng):
     (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DataError, match="broken.png"):
         load_dataset("folder", tmp_path)
+
+
+def test_folder_16bit_png_is_scaled_not_clipped(tmp_path, rng):
+    refs = {}
+    for c in ("a", "b"):
+        for k in range(3):
+            arr = rng.integers(0, 65536, (32, 32)).astype(np.uint16)
+            _save(tmp_path / c / f"{k}.png", arr)
+            refs[(c, k)] = np.rint(arr.astype(np.float64) * 255.0 / 65535.0) / 255.0
+    with Image.open(tmp_path / "a" / "0.png") as im:
+        assert im.mode.startswith("I")  # really a 16-bit file
+    d = load_dataset("folder", tmp_path)
+    got = np.concatenate([pixels(d, d.x_train), pixels(d, d.x_test)])[:, 0]
+    want = np.stack(list(refs.values()))
+    # every reference image is found among the loaded ones (split order aside)
+    for ref in want:
+        assert np.min(np.abs(got - ref).reshape(len(got), -1).max(axis=1)) < 1e-5
+    assert got.std() > 0.2  # spread over [0, 1], not clipped to white (std 0)
+
+
+def test_folder_decompression_bomb_is_refused(tmp_path, rng, monkeypatch):
+    from PIL import Image as PILImage
+
+    for c in ("a", "b"):
+        for k in range(2):
+            _save(tmp_path / c / f"{k}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    _save(tmp_path / "b" / "bomb.png", np.zeros((64, 64), dtype=np.uint8))
+    # 64 x 64 = 4096 pixels: over a limit of 3000 (warning) and of 1500 (error)
+    for limit in (3000, 1500):
+        monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", limit)
+        with pytest.raises(DataError, match="bomb.png"):
+            load_dataset("folder", tmp_path)
+
+
+def test_folder_single_class_and_empty_test(tmp_path, rng):
+    for k in range(4):
+        _save(tmp_path / "one" / "only" / f"{k}.png", rng.integers(0, 256, (8, 8), np.uint8))
+    with pytest.raises(DataError, match="only one class"):
+        load_dataset("folder", tmp_path / "one")
+    for c in ("a", "b"):  # train/ and test/ layout with an empty test/
+        _save(tmp_path / "two" / "train" / c / "0.png", rng.integers(0, 256, (8, 8), np.uint8))
+    (tmp_path / "two" / "test").mkdir()
+    with pytest.raises(DataError, match="test set is empty"):
+        load_dataset("folder", tmp_path / "two")
+    for c in ("a", "b"):  # one image per class: the seeded split leaves nothing to test on
+        _save(tmp_path / "three" / c / "0.png", rng.integers(0, 256, (8, 8), np.uint8))
+    with pytest.raises(DataError, match="test set is empty"):
+        load_dataset("folder", tmp_path / "three")
+
+
+def test_cifar_protocol5_pickles(tmp_path, rng):
+    batches, names, key, _ = cifar_batches("cifar10", rng)
+    for nm in names:
+        batches[nm][key] = np.asarray(batches[nm][key], dtype=np.int64)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for nm, b in batches.items():
+        (folder / nm).write_bytes(pickle.dumps(b, protocol=5))
+    assert b"_frombuffer" in (folder / "test_batch").read_bytes()
+    d = load_dataset("cifar10", tmp_path)
+    ref = batches["test_batch"][b"data"].reshape(-1, 3, 32, 32) / 255.0
+    np.testing.assert_allclose(pixels(d, d.x_test), ref, atol=1e-5)
+    np.testing.assert_array_equal(d.y_test.numpy(), batches["test_batch"][key])
+
+
+@pytest.mark.parametrize("labels", [["a", "b"], [0.5, 1.0], [float("nan"), 1.0], [-1, 2]])
+def test_cifar_labels_that_are_not_integers(tmp_path, rng, labels):
+    batches, names, key, _ = cifar_batches("cifar10", rng)
+    n = len(batches["data_batch_2"][key])
+    batches["data_batch_2"][key] = (labels * n)[:n]
+    write_cifar(tmp_path, "cifar10", batches, archive=False)
+    with pytest.raises(DataError, match="data_batch_2"):
+        load_dataset("cifar10", tmp_path)
 
 
 # ----------------------------------------------------------------------------- Dataset

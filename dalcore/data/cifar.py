@@ -8,7 +8,8 @@ uint8 and ``b"labels"``; CIFAR-100: ``train`` and ``test`` with ``b"fine_labels"
 Augmentation: shifts of 4 px and horizontal flips.
 
 The pickles are read by an unpickler that only admits numpy arrays and plain Python values, so a
-tampered file cannot run code.
+tampered file cannot run code; arrays pickled with protocol 5 (numpy's ``_frombuffer``, Python
+3.14's default protocol) are admitted too.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # arrays pickled with protocol 5 (Python 3.14's
+    ("numpy._core.numeric", "_frombuffer"),  # default) are rebuilt from their buffer
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("_codecs", "encode"),
@@ -64,8 +67,10 @@ _ALLOWED = {
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
-            if module == "numpy.core.multiarray":  # written by numpy 1 (the official files)
-                module = "numpy._core.multiarray" if _NUMPY2 else module
+            if module.startswith("numpy.core."):  # written by numpy 1 (the official files)
+                module = module.replace("numpy.core.", "numpy._core.") if _NUMPY2 else module
+            elif module.startswith("numpy._core.") and not _NUMPY2:  # written by numpy 2
+                module = module.replace("numpy._core.", "numpy.core.")
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"unexpected object {module}.{name} in the pickle")
 
@@ -106,6 +111,11 @@ def _batch_arrays(batch: dict, what: str, name: str) -> tuple[np.ndarray, np.nda
         raise DataError(
             f"{name}: {what} has {data.shape[0]} images but labels of shape {labels.shape}. "
             f"{_howto(name)}"
+        )
+    if labels.dtype.kind not in "iu" or (labels.size and labels.min() < 0):
+        raise DataError(
+            f"{name}: {what} has labels that are not non-negative integers (dtype "
+            f"{labels.dtype}). {_howto(name)}"
         )
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 

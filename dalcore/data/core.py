@@ -294,6 +294,22 @@ def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
+def _int_labels(name: str, split: str, labels: Any) -> np.ndarray:
+    """Labels as an int64 vector; DataError for labels that are not integers (strings, 1.5,
+    NaN, objects) instead of a silent truncation or a numpy traceback."""
+    try:
+        y = np.asarray(labels)
+    except (ValueError, TypeError):
+        raise DataError(f"{name}: the {split} labels are not a vector of integers") from None
+    if y.dtype.kind in "iu":
+        return y.astype(np.int64).reshape(-1)
+    if y.dtype.kind == "f" and y.size and np.all(np.isfinite(y)) and np.all(y == np.rint(y)):
+        return y.astype(np.int64).reshape(-1)
+    if y.dtype.kind == "b" or y.size:
+        raise DataError(f"{name}: the {split} labels are not integers (dtype {y.dtype})")
+    return np.zeros(0, dtype=np.int64)
+
+
 def build_dataset(
     name: str,
     train_images: np.ndarray,
@@ -320,8 +336,10 @@ def build_dataset(
     for nm, a in (("train_images", train_images), ("test_images", test_images)):
         if a.ndim != 4:
             raise DataError(f"{name}: {nm} expected (N, C, H, W), got shape {a.shape}")
-    ytr = np.asarray(train_labels).astype(np.int64).reshape(-1)
-    yte = np.asarray(test_labels).astype(np.int64).reshape(-1)
+    ytr = _int_labels(name, "train", train_labels)
+    yte = _int_labels(name, "test", test_labels)
+    if int(num_classes) < 2:
+        raise DataError(f"{name}: {num_classes} class(es); a classifier needs at least two")
     for nm, x, y in (("train", train_images, ytr), ("test", test_images, yte)):
         if y.shape[0] != x.shape[0]:
             raise DataError(f"{name}: {x.shape[0]} {nm} images but {y.shape[0]} {nm} labels")
@@ -331,6 +349,8 @@ def build_dataset(
             )
     if train_images.shape[0] == 0:
         raise DataError(f"{name}: the train set is empty")
+    if test_images.shape[0] == 0:
+        raise DataError(f"{name}: the test set is empty (nothing to measure the accuracy on)")
     xtr = _geometry(_to_float(train_images), image_size, upsample_to, pad28)
     xte = _geometry(_to_float(test_images), image_size, upsample_to, pad28)
     mean, std = _channel_stats(xtr)

@@ -4,8 +4,10 @@
 ``data_dir/<class>/*`` split per class with a fixed seed (``FOLDER_SPLIT_SEED``): a fraction
 ``FOLDER_TEST_FRACTION`` of each class (rounded, at least one image for classes of two or more)
 goes to the test set. Classes are the sorted sub-folder names; hidden entries are skipped.
-Images are read with PIL, converted to grayscale ("L") when every image is single-channel and to
-RGB otherwise, and resized to ``image_size`` x ``image_size`` (default 32, bilinear).
+Images are read with PIL, converted to grayscale ("L") when every image is single-channel (16-bit
+grayscale scaled to 8 bits, not clipped) and to RGB otherwise, refused when PIL sees a
+decompression bomb (more than ``Image.MAX_IMAGE_PIXELS`` pixels), and resized to ``image_size`` x
+``image_size`` (default 32, bilinear). At least two classes and a non-empty test set are required.
 Augmentation: shifts of 4 px (at 32x32) and horizontal flips.
 """
 
@@ -59,33 +61,62 @@ def _scan(d: Path) -> dict[str, list[Path]]:
     return out
 
 
-def _read_images(paths: list[Path], size: int, gray: bool) -> np.ndarray:
+#: Modes PIL gives 16-bit grayscale images (PNG, TIFF); scaled to 8 bits, not clipped at 255.
+_WIDE_GRAY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L"})
+
+
+def _open_errors():
     from PIL import Image, UnidentifiedImageError
+
+    return (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning)
+
+
+def _open(p: Path):
+    """``Image.open`` with PIL's decompression-bomb warning raised as an error (a huge image
+    is refused before it is decoded, not decoded into gigabytes)."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(p)
+
+
+def _to_array(im, gray: bool) -> np.ndarray:
+    """uint8 (H, W) or (H, W, 3); 16-bit grayscale is scaled by 255/65535 (rounded)."""
+    if gray and im.mode in _WIDE_GRAY_MODES:
+        a = np.asarray(im, dtype=np.float64)
+        return np.clip(np.rint(a * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+    return np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
+
+
+def _read_images(paths: list[Path], size: int, gray: bool) -> np.ndarray:
+    from PIL import Image
 
     c = 1 if gray else 3
     out = np.empty((len(paths), c, size, size), dtype=np.uint8)
     for i, p in enumerate(paths):
         try:
-            with Image.open(p) as im:
-                im = im.convert("L" if gray else "RGB")
-                if im.size != (size, size):
-                    im = im.resize((size, size), Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            with _open(p) as im:
+                a = _to_array(im, gray)
+            if a.shape[:2] != (size, size):
+                a = np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BILINEAR),
+                               dtype=np.uint8)
+        except _open_errors() as e:
             raise DataError(f"folder: cannot read image {p}: {e}. {_HOWTO}") from e
         out[i] = a[None] if gray else a.transpose(2, 0, 1)
     return out
 
 
 def _all_gray(paths: list[Path]) -> bool:
-    from PIL import Image, UnidentifiedImageError
-
     for p in paths:
         try:
-            with Image.open(p) as im:  # lazy: reads the header only
+            with _open(p) as im:  # lazy: reads the header only
                 if im.mode not in _GRAY_MODES:
                     return False
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        except _open_errors() as e:
             raise DataError(f"folder: cannot read image {p}: {e}. {_HOWTO}") from e
     return True
 
@@ -125,6 +156,11 @@ def load_folder(
     classes = sorted(train)
     if len(classes) == 0:
         raise DataError(f"folder: no class sub-folder with images in {where}. {_HOWTO}")
+    if len(classes) == 1:
+        raise DataError(
+            f"folder: only one class ({classes[0]!r}) in {where}; a classifier needs at least "
+            f"two. {_HOWTO}"
+        )
     index = {c: i for i, c in enumerate(classes)}
 
     def flat(d: dict[str, list[Path]]) -> tuple[list[Path], np.ndarray]:

@@ -13,6 +13,7 @@ shoe is still a shoe, a mirrored digit is not a digit). Fashion-MNIST falls back
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 from typing import Optional
@@ -83,7 +84,12 @@ def read_idx(path: PathLike, ndim: int, *, dataset: str = "idx", howto: str = ""
     if len(raw) < header:
         raise DataError(f"{dataset}: {p} is truncated (incomplete header). {howto}")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
-    size = int(np.prod(dims, dtype=np.int64))
+    if min(dims) < 1:
+        raise DataError(
+            f"{dataset}: {p} has a header with the dimensions {dims}; every dimension must be "
+            f"at least 1 (corrupt file). {howto}"
+        )
+    size = math.prod(dims)  # Python integers: no overflow
     if len(raw) - header != size:
         raise DataError(
             f"{dataset}: {p} has {len(raw) - header} data bytes, its header {dims} says {size} "
