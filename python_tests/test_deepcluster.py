@@ -149,3 +149,50 @@ def test_load_or_pretrain_caches(tmp_path, monkeypatch, digits16):
     with pytest.warns(UserWarning, match="unreadable"):
         dc.load_or_pretrain(path, digits16, **kw)
     assert len(calls) == 3
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_pretrain_checkpoints_and_resumes_to_the_same_weights(tmp_path, digits16):
+    """Interrupted after 7 of 10 epochs, a pre-training resumes from its last checkpoint (epoch
+    6: one is written every epochs // 10 = 1 epoch here) and ends with the weights and NMIs of
+    an uninterrupted run; the checkpoint is read with weights_only=True and removed at the end."""
+    from dalcore.training import TrainConfig
+
+    small = digits16.subset_train(np.arange(120))
+    cfg = TrainConfig(lr=0.05, batch_size=32)
+    kw = dict(width=0.125, epochs=10, num_clusters=20, device="cpu", seed=3, cfg=cfg,
+              progress=False)
+    ref_state, ref_nmi = dc.pretrain(small, **kw)
+
+    path = tmp_path / "pre.pt"
+    seen: list[int] = []
+
+    def crash_after_7(entry: dict) -> None:
+        seen.append(entry["epoch"])
+        if entry["epoch"] == 6:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        dc.load_or_pretrain(path, small, log=crash_after_7, **kw)
+    partial = tmp_path / "pre.pt.partial"
+    assert partial.is_file() and not path.exists()
+    saved = torch.load(partial, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 7 and len(saved["nmi"]) == 7
+
+    resumed: list[int] = []
+    state, nmis = dc.load_or_pretrain(path, small, log=lambda e: resumed.append(e["epoch"]), **kw)
+    assert resumed == [7, 8, 9]  # nothing before the checkpoint is trained again
+    assert nmis == pytest.approx(ref_nmi, abs=0)
+    assert sorted(state) == sorted(ref_state)
+    for k in ref_state:
+        torch.testing.assert_close(state[k], ref_state[k], rtol=0, atol=0)
+    assert not partial.exists() and path.is_file()
+
+
+def test_pretrain_checkpoint_interval_is_at_most_a_tenth(tmp_path):
+    for epochs, every in ((400, 40), (20, 2), (9, 1), (1, 1)):
+        ck = dc._Checkpoint(tmp_path / "x", {}, epochs)
+        assert ck.every == every and ck.every <= max(1, epochs / 10)

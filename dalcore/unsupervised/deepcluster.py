@@ -29,6 +29,7 @@ temperature the loss does not move from log(K) within an epoch on small data set
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pathlib
@@ -156,7 +157,8 @@ def _classifier_names(model: torch.nn.Module) -> list[str]:
 
 def pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device: Any, seed: int,
              cfg: Any, progress: bool = True, log: Callable[[dict], None] | None = None,
-             translate: int | None = None) -> tuple[dict, list[float]]:
+             translate: int | None = None,
+             checkpoint: str | os.PathLike | None = None) -> tuple[dict, list[float]]:
     """DeepCluster pre-training of a ``ConvNet13`` on all training images, without labels.
 
     Parameters
@@ -185,6 +187,12 @@ def pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device:
         dataset's ``translate``, but at least ``side // 16`` (1 px at 16x16, 2 px at 32x32) even
         for data sets trained without augmentation (digits): without any augmentation the network
         memorises the cluster assignments. Flips follow ``data.flip``.
+    checkpoint : path, optional
+        Where the full training state (model, optimiser, every random generator, NMIs) is
+        written atomically every ``max(1, epochs // 10)`` epochs (so at least every 10 % of
+        them). When it already holds the state of a run with the same settings, pre-training
+        resumes from it and ends with the same weights as an uninterrupted run. It is read with
+        ``torch.load(weights_only=True)``; an unreadable one is ignored (warning) and overwritten.
 
     Returns
     -------
@@ -209,14 +217,19 @@ def pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device:
     # caller's RNG state is left as it was.
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
+        ckpt = None
+        if checkpoint is not None:
+            meta = _meta(data, width=width, epochs=epochs, num_clusters=num_clusters, seed=seed,
+                         cfg=cfg, translate=translate)
+            ckpt = _Checkpoint(pathlib.Path(checkpoint), meta, int(epochs))
         return _pretrain(data, width=float(width), epochs=int(epochs),
                          num_clusters=int(num_clusters), device=device, seed=seed, cfg=cfg,
-                         progress=progress, log=log, translate=translate)
+                         progress=progress, log=log, translate=translate, ckpt=ckpt)
 
 
 def _pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device: torch.device,
               seed: int, cfg: Any, progress: bool, log: Callable[[dict], None] | None,
-              translate: int | None) -> tuple[dict, list[float]]:
+              translate: int | None, ckpt: _Checkpoint | None = None) -> tuple[dict, list[float]]:
     from dalcore.models import ConvNet13
     from dalcore.training import extract
 
@@ -252,7 +265,10 @@ def _pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device
         from dalcore.data import augment
 
     nmis: list[float] = []
-    it = range(int(epochs))
+    step, start = 0, 0
+    if ckpt is not None:
+        start, step, nmis = ckpt.restore(model, opt, rng, gen, device)
+    it = range(start, int(epochs))
     bar = None
     if progress:
         try:
@@ -261,7 +277,6 @@ def _pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device
             it = bar
         except ImportError:
             pass
-    step = 0
     for epoch in it:
         _, feats = extract(model, x_all, device=device, batch_size=eval_bs)
         assign = cluster_features(feats.numpy(), int(num_clusters), seed=seed * 1000 + epoch,
@@ -302,6 +317,8 @@ def _pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device
         mean_loss = total / n
         if bar is not None:
             bar.set_postfix(nmi=f"{score:.3f}", loss=f"{mean_loss:.3f}")
+        if ckpt is not None:
+            ckpt.save(epoch, step, nmis, model, opt, rng, gen, device)
         if log is not None:
             log({"epoch": epoch, "nmi": score, "loss": mean_loss,
                  "clusters": int(np.unique(assign).size)})
@@ -309,6 +326,56 @@ def _pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device
         bar.close()
     state = {k: v.detach().cpu().clone() for k, v in model.backbone_state_dict().items()}
     return state, nmis
+
+
+class _Checkpoint:
+    """The resumable state of a pre-training, saved every ``max(1, epochs // 10)`` epochs."""
+
+    def __init__(self, path: pathlib.Path, meta: dict, epochs: int) -> None:
+        self.path, self.meta, self.epochs = path, meta, epochs
+        self.every = max(1, epochs // 10)
+
+    def save(self, epoch: int, step: int, nmis: list[float], model: Any, opt: Any,
+             rng: np.random.Generator, gen: torch.Generator, device: torch.device) -> None:
+        """Write the state after ``epoch`` when it is due (not after the last epoch)."""
+        done = epoch + 1
+        if done % self.every or done >= self.epochs:
+            return
+        cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
+        state = {
+            "meta": self.meta, "epoch": done, "step": step, "nmi": list(nmis),
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "numpy_rng": json.dumps(rng.bit_generator.state), "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "cuda_rng": cuda,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def restore(self, model: Any, opt: Any, rng: np.random.Generator, gen: torch.Generator,
+                device: torch.device) -> tuple[int, int, list[float]]:
+        """(first epoch to run, step, NMIs so far); (0, 0, []) without a usable checkpoint."""
+        if not self.path.is_file():
+            return 0, 0, []
+        try:
+            s = torch.load(self.path, map_location="cpu", weights_only=True)
+            if not isinstance(s, dict) or s.get("meta") != self.meta:
+                warnings.warn(f"{self.path}: checkpoint of a pre-training with other settings; "
+                              "starting again", stacklevel=3)
+                return 0, 0, []
+            model.load_state_dict(s["model"])
+            opt.load_state_dict(s["optimizer"])
+            rng.bit_generator.state = json.loads(s["numpy_rng"])
+            gen.set_state(s["generator"])
+            torch.set_rng_state(s["torch_rng"])
+            if device.type == "cuda" and s["cuda_rng"]:
+                torch.cuda.set_rng_state_all(s["cuda_rng"])
+            return int(s["epoch"]), int(s["step"]), [float(v) for v in s["nmi"]]
+        except Exception as exc:  # corrupt or foreign file: start again
+            warnings.warn(f"{self.path}: unreadable pre-training checkpoint ({exc}); starting "
+                          "again", stacklevel=3)
+            return 0, 0, []
 
 
 def _meta(data: Any, *, width: float, epochs: int, num_clusters: int, seed: int, cfg: Any,
@@ -338,16 +405,17 @@ def load_or_pretrain(path: str | os.PathLike, data: Any, *, width: float, epochs
     If ``path`` holds a result made with the same settings (dataset name and size, image shape,
     width, epochs, clusters, seed, lr, batch size, augmentation), it is loaded instead of
     pre-training again; otherwise (missing, unreadable or made with other settings) the model
-    is pre-trained and
-    ``path`` is written atomically. Returns ``(backbone_state_dict, nmi_per_epoch)`` like
-    :func:`pretrain`.
+    is pre-trained, checkpointed as it goes in ``<path>.partial`` (an interrupted pre-training
+    resumes from there, see :func:`pretrain`), and ``path`` is written atomically. Every file
+    is read with ``torch.load(weights_only=True)``. Returns ``(backbone_state_dict,
+    nmi_per_epoch)`` like :func:`pretrain`.
     """
     path = pathlib.Path(path)
     meta = _meta(data, width=width, epochs=epochs, num_clusters=num_clusters, seed=seed, cfg=cfg,
                  translate=translate)
     if path.is_file():
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=False)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(saved, dict) and saved.get("meta") == meta:
                 return saved["backbone"], list(saved["nmi"])
             warnings.warn(f"{path}: pre-training cache made with other settings; "
@@ -356,12 +424,14 @@ def load_or_pretrain(path: str | os.PathLike, data: Any, *, width: float, epochs
             warnings.warn(f"{path}: unreadable pre-training cache ({exc}); pre-training again",
                           stacklevel=2)
     t0 = time.perf_counter()
+    partial = path.with_name(path.name + ".partial")
     state, nmis = pretrain(data, width=width, epochs=epochs, num_clusters=num_clusters,
                            device=device, seed=seed, cfg=cfg, progress=progress, log=log,
-                           translate=translate)
+                           translate=translate, checkpoint=partial)
     seconds = time.perf_counter() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"meta": meta, "backbone": state, "nmi": nmis, "seconds": seconds}, tmp)
     os.replace(tmp, path)
+    partial.unlink(missing_ok=True)
     return state, nmis
