@@ -2,7 +2,8 @@
 
 - ``dalcore run``: an active-learning experiment (defaults: embedded digits, methods
   random,uncertainty,coreset,ceal, 5 cycles, 3 repetitions, the ``cpu`` preset, into
-  runs/<timestamp>). Run the same command with the same ``--out`` again to resume it.
+  runs/<timestamp>). Run the same command with the same ``--out`` again to resume it, or with
+  more --cycles, --repeats or --methods to extend it.
 - ``dalcore report DIR...``: rebuild summary.md and curves.png from one or more run folders.
 - ``dalcore info``: how this build of dalcore was made.
 - ``dalcore init | query | import | export | serve``: label your own images (a project).
@@ -52,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         epochs=args.epochs, width=args.width, pool_size=args.pool_size, device=args.device,
         seed=args.seed, out=args.out, pretrain=args.pretrain, semi=args.semi, graph=args.graph,
         class_balance=args.class_balance, threads=args.threads, progress=not args.quiet,
-        verbose=True,
+        verbose=True, save_models=args.save_models,
     )
     try:
         run_experiment(cfg)
@@ -61,6 +62,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command (same --out) again to resume", file=sys.stderr)
         return 130
+    except OSError as e:  # the disk filled up, a file became unwritable, ... mid-run
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        return _fail(f"{where}{e.strerror or e}; fix it and run the same command (same --out) "
+                     "again to resume")
+    except MemoryError:
+        return _fail("out of memory; try a smaller --width, --pool-size or --preset cpu")
     return 0
 
 
@@ -101,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="run (or resume) an active-learning experiment",
         description="Run an active-learning experiment; run the same command with the same --out "
-        "again to resume it after an interruption.",
+        "again to resume it after an interruption, or with more --cycles, --repeats or --methods "
+        "to extend it (finished cycles are reused).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run.add_argument("--dataset", default="digits",
@@ -114,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="labels per cycle (and size of the initial labeled set)")
     run.add_argument("--cycles", type=int, default=5, help="active-learning cycles")
     run.add_argument("--repeats", type=int, default=3,
-                     help="repetitions (repeat r uses seed + r)")
+                     help="repetitions (repeat r uses a seed hashed from (--seed, r))")
     run.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
                      help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
     run.add_argument("--epochs", type=int, default=None,
@@ -128,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="base seed")
     run.add_argument("--out", default=None, help="output folder (default runs/<timestamp>)")
     run.add_argument("--pretrain", action="store_true",
-                     help="DeepCluster pre-training (PRE), cached as pretrain_<seed>.pt")
+                     help="DeepCluster pre-training (PRE), cached as pretrain_r<repeat>.pt "
+                     "(checkpointed as it goes: an interrupted pre-training resumes)")
     run.add_argument("--semi", action="store_true",
                      help="semi-supervision by label propagation (SEMI)")
     run.add_argument("--graph", default="reciprocal", choices=GRAPH_MODES,
@@ -138,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=None,
                      help="torch CPU threads (default: the preset's, 1 for cpu, torch's choice "
                      "for paper)")
+    run.add_argument("--save-models", action="store_true",
+                     help="keep each cycle's trained weights in models/<method>_r<repeat>_c<cycle>"
+                     ".pt (a torch state_dict of ConvNet13)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 

@@ -2,33 +2,36 @@
 
 Protocol (Siméoni et al., ICPR 2020; DESIGN.md section 4)
 --------------------------------------------------------
-For every repetition ``r`` (seed ``seed + r``) an initial labeled set of one ``budget``, balanced
-over the classes, is drawn; every method starts from that same set. Cycle ``c`` (0-based) trains a
-model rebuilt from scratch (or from the pre-trained backbone) on ``(c + 1) * budget`` labels,
-evaluates it on the test set, records a row in ``results.csv`` and then, unless it is the last
-cycle, asks the method's acquisition strategy for ``budget`` more pool images.
+For every repetition ``r`` (seed :func:`repeat_seed` ``(seed, r)``) an initial labeled set of one
+``budget``, balanced over the classes, is drawn; every method starts from that same set. Cycle
+``c`` (0-based) trains a model rebuilt from scratch (or from the pre-trained backbone) on
+``(c + 1) * budget`` labels, evaluates it on the test set, records a row in ``results.csv`` and
+asks the method's acquisition strategy for ``budget`` more pool images (also after the last cycle,
+so that the run can be extended by more cycles without training that cycle again).
 
-Determinism and resume
-----------------------
-Every random choice is derived from ``(seed, repeat, cycle, method)`` (:func:`derive_seed`), so the
-state that must survive a crash is only the labeled set and CEAL's pending pseudo-labels. After each
-finished cycle the state of that (method, repeat) is written atomically to
-``checkpoints/<method>_r<repeat>.json`` (it also keeps the cycle's result row) and then the row is
-appended to ``results.csv`` (flush + fsync). Running the same command again skips every finished
-cycle, re-appends a row the crash lost between the two writes, drops a half-written last line, and
-refuses to continue a folder whose ``config.json`` differs from the current configuration.
+Determinism, resume and extension
+---------------------------------
+A repetition's seed is a hash of (base seed, repetition), so two base seeds share no repetition;
+it is written in every row (``seed``). Every random choice is derived from ``(repetition seed,
+cycle, method)`` (:func:`derive_seed`), so the state that must survive a crash is only the labeled
+set and CEAL's pending pseudo-labels. After each finished cycle the state of that (method, repeat)
+is written atomically to ``checkpoints/<method>_r<repeat>.json`` (it also keeps the cycle's result
+row) and then the row is appended to ``results.csv`` (flush + fsync). Running the same command
+again skips every finished cycle, re-appends a row the crash lost between the two writes and drops
+a half-written last line. More ``--cycles``, ``--repeats`` or ``--methods`` into the same folder
+compute only the new cycles; a change of any setting that alters finished results (the fields of
+:data:`FIXED_FIELDS`, the preset's definition, or the dataset's content, fingerprinted in
+``config.json``) is refused with the setting named.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
-import importlib.util
+import hashlib
 import io
 import json
 import os
-import signal
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -44,39 +47,45 @@ from .presets import PRESETS, Preset, get_preset
 __all__ = [
     "COLUMNS",
     "DEFAULT_METHODS",
+    "FIXED_FIELDS",
     "ExperimentConfig",
     "ExperimentError",
-    "SimulatedCrash",
     "derive_seed",
+    "repeat_seed",
     "run_experiment",
 ]
 
-#: Columns of results.csv, in order.
+#: Columns of results.csv, in order: the run's settings (everything that changes a result), the
+#: repetition (index and its own seed), the cycle and the measurements.
 COLUMNS: tuple[str, ...] = (
-    "dataset", "method", "pretrain", "semi", "repeat", "cycle", "labels", "accuracy", "seconds",
+    "dataset", "method", "pretrain", "semi", "preset", "width", "image_size", "epochs_or_steps",
+    "pool_size", "budget", "graph", "class_balance", "initial", "version",
+    "repeat", "seed", "cycle", "labels", "accuracy", "seconds",
 )
 DEFAULT_METHODS: tuple[str, ...] = ("random", "uncertainty", "coreset", "ceal")
 GRAPH_MODES: tuple[str, ...] = ("reciprocal", "union")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: Accepted ``--width`` range: at least one channel in the narrowest layer (128 x width), at most
+#: 4x the paper's network (beyond that a CPU or GPU runs out of memory long before a result).
+WIDTH_RANGE: tuple[float, float] = (1 / 128, 4.0)
 
-#: Test hook: ``"N"`` or ``"N:checkpoint"`` raises :class:`SimulatedCrash` after the N-th cycle this
-#: process finishes (after the results row, or between the checkpoint and the row); ``"N:kill"``
-#: sends the process SIGKILL between the checkpoint and the row (a real ``kill -9``).
-CRASH_ENV = "DALCORE_TEST_CRASH_AFTER"
-
-#: Fields of the configuration that must match to resume a run (the rest only say where/how to run).
-_RESULT_FIELDS: tuple[str, ...] = (
-    "dataset", "data_dir", "methods", "budget", "cycles", "repeats", "preset", "epochs", "width",
-    "pool_size", "seed", "pretrain", "semi", "graph", "class_balance",
+#: Settings that alter finished results: a run folder refuses to continue when one changes.
+#: ``methods``, ``cycles`` and ``repeats`` may grow (the run is extended), ``data_dir`` may move
+#: (the dataset's fingerprint is compared instead).
+FIXED_FIELDS: tuple[str, ...] = (
+    "dataset", "budget", "preset", "epochs", "width", "pool_size", "seed", "pretrain", "semi",
+    "graph", "class_balance",
 )
+_ALL_FIELDS: tuple[str, ...] = FIXED_FIELDS + ("data_dir", "methods", "cycles", "repeats")
+
+#: Test seam: when set, called as ``hook(where, n)`` after the n-th cycle this process finishes,
+#: with ``where`` = ``"checkpoint"`` (the checkpoint is written, the results row not yet) and then
+#: ``"row"`` (both written). Tests set it to simulate a crash; nothing reads the environment.
+_commit_hook: Callable[[str, int], None] | None = None
 
 
 class ExperimentError(ValueError):
     """A configuration that cannot run (bad argument, mismatching run folder, missing feature)."""
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by the test hook :data:`CRASH_ENV` to simulate a crash between cycles."""
 
 
 @dataclass
@@ -96,7 +105,8 @@ class ExperimentConfig:
     cycles : int
         Number of cycles; cycle ``c`` trains on ``(c + 1) * budget`` labels.
     repeats : int
-        Repetitions; repetition ``r`` uses seed ``seed + r`` for its split and model init.
+        Repetitions; repetition ``r`` uses the seed ``repeat_seed(seed, r)`` (a hash) for its
+        split and model init.
     preset : str
         ``paper`` or ``cpu`` (:mod:`dalcore.presets`).
     epochs, width : int / float or None
@@ -122,6 +132,8 @@ class ExperimentConfig:
         Show progress bars (cycles and epochs).
     verbose : bool
         Print one line per finished cycle and the summary at the end.
+    save_models : bool
+        Keep each cycle's trained weights as ``models/<method>_r<repeat>_c<cycle>.pt``.
     """
 
     dataset: str = "digits"
@@ -144,10 +156,12 @@ class ExperimentConfig:
     threads: int | None = None
     progress: bool = True
     verbose: bool = True
+    save_models: bool = False
 
     def result_fields(self) -> dict[str, Any]:
-        """The fields that determine the results (compared on resume), JSON-ready."""
-        d = {k: getattr(self, k) for k in _RESULT_FIELDS}
+        """The fields that describe the results (:data:`FIXED_FIELDS` are compared on resume),
+        JSON-ready."""
+        d = {k: getattr(self, k) for k in _ALL_FIELDS}
         d["methods"] = list(self.methods)
         if d["data_dir"] is not None:
             d["data_dir"] = str(Path(d["data_dir"]).expanduser().resolve())
@@ -165,28 +179,28 @@ def derive_seed(*parts: int | str) -> int:
                .dot(np.array([1 << 31, 1], dtype=np.uint64)) & ((1 << 63) - 1))
 
 
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The seed of repetition ``repeat`` of base seed ``seed``: a hash of both (numpy's
+    SeedSequence), so that runs with different base seeds share no repetition (``seed + r``
+    made ``--seed 0`` and ``--seed 1`` share all but one)."""
+    return derive_seed(int(seed), "repeat", int(repeat))
+
+
 # --------------------------------------------------------------------------------------------
 # Validation
-
-
-def _module_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-PRETRAIN_MODULE = "dalcore.unsupervised.deepcluster"
-SEMI_MODULE = "dalcore.semi.label_propagation"
 
 
 def validate_config(cfg: ExperimentConfig) -> Preset:
     """Check every argument that can be checked before loading data; returns the preset.
 
+    Also checks that every optional dependency the run will need is installed (matplotlib for
+    curves.png, Pillow for ``folder``, faiss for ``--pretrain``), so that a run never trains for
+    hours and then fails.
+
     Raises
     ------
     ExperimentError
-        Naming the argument and what was expected.
+        Naming the argument (or the missing package, with its install command).
     """
     from . import data as _data
     from .acquisition import STRATEGIES
@@ -209,21 +223,7 @@ def validate_config(cfg: ExperimentConfig) -> Preset:
         )
     if len(set(cfg.methods)) != len(cfg.methods):
         raise ExperimentError(f"--methods: a method is listed twice in {','.join(cfg.methods)}")
-    for name, value in (("--budget", cfg.budget), ("--cycles", cfg.cycles),
-                        ("--repeats", cfg.repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ExperimentError(f"{name}: expected a positive integer, got {value!r}")
-    if cfg.epochs is not None and (not isinstance(cfg.epochs, int) or cfg.epochs < 1):
-        raise ExperimentError(f"--epochs: expected a positive integer, got {cfg.epochs!r}")
-    if cfg.width is not None and not (isinstance(cfg.width, (int, float))
-                                      and np.isfinite(cfg.width) and cfg.width > 0):
-        raise ExperimentError(f"--width: expected a positive number, got {cfg.width!r}")
-    if cfg.pool_size is not None and (not isinstance(cfg.pool_size, int) or cfg.pool_size < 1):
-        raise ExperimentError(f"--pool-size: expected a positive integer, got {cfg.pool_size!r}")
-    if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
-        raise ExperimentError(f"--threads: expected a positive integer, got {cfg.threads!r}")
-    if not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ExperimentError(f"--seed: expected a non-negative integer, got {cfg.seed!r}")
+    _check_numbers(cfg)
     if cfg.device not in DEVICES:
         raise ExperimentError(f"--device: expected one of {', '.join(DEVICES)}, got {cfg.device!r}")
     if cfg.graph not in GRAPH_MODES:
@@ -235,22 +235,64 @@ def validate_config(cfg: ExperimentConfig) -> Preset:
         preset = get_preset(cfg.preset)
     except ValueError as e:
         raise ExperimentError(f"--preset: {e}") from None
-    if cfg.pretrain and not _module_available(PRETRAIN_MODULE):
-        raise ExperimentError(
-            "--pretrain: DeepCluster pre-training is not available yet "
-            f"({PRETRAIN_MODULE} is not part of this version of dalcore)"
-        )
-    if cfg.semi and not _module_available(SEMI_MODULE):
-        raise ExperimentError(
-            "--semi: label-propagation semi-supervision is not available yet "
-            f"({SEMI_MODULE} is not part of this version of dalcore)"
-        )
     if cfg.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ExperimentError("--device cuda: no CUDA device is available to torch")
+    _check_dependencies(cfg)
     return preset
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_numbers(cfg: ExperimentConfig) -> None:
+    for name, value in (("--budget", cfg.budget), ("--cycles", cfg.cycles),
+                        ("--repeats", cfg.repeats)):
+        if not _positive_int(value):
+            raise ExperimentError(f"{name}: expected a positive integer, got {value!r}")
+    for name, value in (("--epochs", cfg.epochs), ("--pool-size", cfg.pool_size),
+                        ("--threads", cfg.threads)):
+        if value is not None and not _positive_int(value):
+            raise ExperimentError(f"{name}: expected a positive integer, got {value!r}")
+    lo, hi = WIDTH_RANGE
+    if cfg.width is not None and not (isinstance(cfg.width, (int, float))
+                                      and not isinstance(cfg.width, bool)
+                                      and np.isfinite(cfg.width) and lo <= cfg.width <= hi):
+        raise ExperimentError(
+            f"--width: expected a number in [1/128, {hi:g}] (1 = the paper's network), "
+            f"got {cfg.width!r}"
+        )
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ExperimentError(f"--seed: expected a non-negative integer, got {cfg.seed!r}")
+
+
+#: Optional packages: (import name, when needed, pip name).
+_OPTIONAL = (
+    ("matplotlib", "curves.png", "matplotlib"),
+    ("PIL", "--dataset folder", "pillow"),
+    ("faiss", "--pretrain (DeepCluster's k-means)", "faiss-cpu"),
+)
+
+
+def _check_dependencies(cfg: ExperimentConfig) -> None:
+    """ExperimentError naming the first missing package the run needs, with the install line."""
+    import importlib.util
+
+    needed = {"matplotlib": True, "PIL": cfg.dataset == "folder", "faiss": cfg.pretrain}
+    for module, why, pip_name in _OPTIONAL:
+        if not needed[module]:
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ExperimentError(
+                f"{why} needs {module}, which is not installed: pip install {pip_name}"
+            )
 
 
 def resolve_device(name: str):
@@ -294,13 +336,35 @@ def _format_row(row: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def _make_row(cfg: ExperimentConfig, method: str, repeat: int, cycle: int, labels: int,
-              accuracy: float, seconds: float) -> dict[str, Any]:
+def _make_row(settings: dict[str, Any], method: str, repeat: int, seed: int, cycle: int,
+              labels: int, accuracy: float, seconds: float) -> dict[str, Any]:
     return {
-        "dataset": cfg.dataset, "method": method, "pretrain": int(cfg.pretrain),
-        "semi": int(cfg.semi), "repeat": repeat, "cycle": cycle, "labels": labels,
-        "accuracy": f"{accuracy:.6f}", "seconds": f"{seconds:.3f}",
+        **settings, "method": method, "repeat": repeat, "seed": seed, "cycle": cycle,
+        "labels": labels, "accuracy": f"{accuracy:.6f}", "seconds": f"{seconds:.3f}",
     }
+
+
+def row_settings(cfg: ExperimentConfig, preset: Preset, width: float, image_size: int) -> dict:
+    """The settings columns of every row of a run (see :data:`COLUMNS`)."""
+    from . import __version__
+
+    if cfg.epochs is not None:
+        length = f"epochs:{cfg.epochs}"
+    elif preset.steps is not None:
+        length = f"steps:{preset.steps}"
+    else:
+        length = f"epochs:{preset.epochs}"
+    return {
+        "dataset": cfg.dataset, "pretrain": int(cfg.pretrain), "semi": int(cfg.semi),
+        "preset": preset.name, "width": f"{width:g}", "image_size": int(image_size),
+        "epochs_or_steps": length, "pool_size": "" if cfg.pool_size is None else cfg.pool_size,
+        "budget": cfg.budget, "graph": cfg.graph, "class_balance": int(cfg.class_balance),
+        "initial": "balanced", "version": __version__,
+    }
+
+
+_OLDER = ("it was written by an older dalcore; its rows still load in `dalcore report`, but it "
+          "cannot be resumed or extended: choose another --out")
 
 
 class _Results:
@@ -313,20 +377,35 @@ class _Results:
         if not path.exists() or path.stat().st_size == 0:
             _atomic_write_text(path, header)
             return
-        raw = path.read_bytes().decode("utf-8")
+        try:
+            raw = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ExperimentError(f"{path}: not a dalcore results.csv (not UTF-8 text); "
+                                  "choose another --out") from None
         if not raw.endswith("\n"):  # a row torn by a crash mid-write: drop it, it is redone
             raw = raw[: raw.rfind("\n") + 1]
             _atomic_write_text(path, raw or header)
-        if not raw:
-            return
-        rows = list(csv.DictReader(io.StringIO(raw)))
-        lines = raw.splitlines()
-        if not lines or tuple(lines[0].split(",")) != COLUMNS:
+        if raw:
+            self._read(raw)
+
+    def _read(self, raw: str) -> None:
+        first = raw.splitlines()[0].split(",")
+        if tuple(first) != COLUMNS:
+            if {"dataset", "method", "repeat", "cycle", "accuracy"} <= set(first):
+                raise ExperimentError(f"{self.path}: {_OLDER}")
             raise ExperimentError(
-                f"{path}: not a dalcore results.csv (expected the header {','.join(COLUMNS)})"
+                f"{self.path}: not a dalcore results.csv (expected the header "
+                f"{','.join(COLUMNS)}); choose another --out"
             )
-        for r in rows:
-            self.done.add((r["method"], int(r["repeat"]), int(r["cycle"])))
+        reader = csv.DictReader(io.StringIO(raw))
+        try:
+            for r in reader:
+                self.done.add((r["method"], int(r["repeat"]), int(r["cycle"])))
+        except (csv.Error, TypeError, ValueError):
+            raise ExperimentError(
+                f"{self.path}: line {reader.line_num} is not a results row (corrupt file); "
+                "repair or delete that line to resume"
+            ) from None
 
     def append(self, row: dict[str, Any]) -> None:
         key = (row["method"], int(row["repeat"]), int(row["cycle"]))
@@ -337,6 +416,10 @@ class _Results:
             f.flush()
             os.fsync(f.fileno())
         self.done.add(key)
+
+
+#: Format of the checkpoint files (2: the selection is made after the last cycle too).
+_STATE_FORMAT = 2
 
 
 @dataclass
@@ -352,16 +435,36 @@ class _State:
 
     def to_json(self) -> str:
         return json.dumps({
-            "method": self.method, "repeat": self.repeat, "next_cycle": self.next_cycle,
-            "labeled": [int(i) for i in self.labeled], "pseudo": self.pseudo, "rows": self.rows,
+            "format": _STATE_FORMAT, "method": self.method, "repeat": self.repeat,
+            "next_cycle": self.next_cycle, "labeled": [int(i) for i in self.labeled],
+            "pseudo": self.pseudo, "rows": self.rows,
         })
 
     @classmethod
-    def from_json(cls, text: str) -> _State:
-        d = json.loads(text)
-        return cls(method=d["method"], repeat=int(d["repeat"]), next_cycle=int(d["next_cycle"]),
-                   labeled=np.asarray(d["labeled"], dtype=np.int64), pseudo=d.get("pseudo"),
-                   rows=list(d.get("rows", [])))
+    def load(cls, path: Path, method: str, repeat: int, n_train: int) -> _State:
+        """The checkpoint in ``path``; ExperimentError naming the file when it is corrupt."""
+        try:
+            d = json.loads(path.read_bytes().decode("utf-8"))
+            if d.get("format") != _STATE_FORMAT:
+                raise ExperimentError(f"{path}: {_OLDER}")
+            st = cls(method=str(d["method"]), repeat=int(d["repeat"]),
+                     next_cycle=int(d["next_cycle"]),
+                     labeled=np.asarray(d["labeled"], dtype=np.int64), pseudo=d.get("pseudo"),
+                     rows=[dict(r) for r in d.get("rows", [])])
+            ok = (st.method == method and st.repeat == repeat and st.next_cycle >= 1
+                  and st.labeled.ndim == 1 and st.labeled.size > 0
+                  and st.labeled.min() >= 0 and st.labeled.max() < n_train
+                  and len(st.rows) == st.next_cycle)
+        except ExperimentError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+            ok = False
+        if not ok:
+            raise ExperimentError(
+                f"{path}: corrupt checkpoint; delete it (its method and repetition start again) "
+                "or choose another --out"
+            )
+        return st
 
 
 def _checkpoint_path(out: Path, method: str, repeat: int) -> Path:
@@ -396,43 +499,90 @@ def _pseudo_from_json(d: dict[str, list] | None, labeled: np.ndarray):
     )
 
 
-def _prepare_out(cfg: ExperimentConfig, config_doc: dict[str, Any]) -> Path:
+def _out_folder(cfg: ExperimentConfig) -> Path:
+    """``--out`` created (with checkpoints/); ExperimentError naming it when it cannot be."""
     out = Path(cfg.out) if cfg.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ExperimentError(f"--out {out}: exists and is not a folder; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+        if cfg.save_models:
+            (out / "models").mkdir(exist_ok=True)
+    except OSError as e:
+        raise ExperimentError(
+            f"--out {out}: cannot create the folder ({e.strerror or e})"
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ExperimentError(f"--out {out}: the folder is not writable; choose another --out")
+    return out
+
+
+def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a config.json document that must not change for a run to go on."""
+    conf = doc.get("config", {}) if isinstance(doc.get("config"), dict) else {}
+    fields = {k: conf.get(k) for k in FIXED_FIELDS}
+    preset = doc.get("preset", {}) if isinstance(doc.get("preset"), dict) else {}
+    for k, v in preset.items():  # a preset redefined since is a change too
+        if k not in ("name", "description", "threads"):
+            fields[f"preset.{k}"] = v
+    fields["dataset fingerprint"] = (doc.get("data") or {}).get("fingerprint")
+    return fields
+
+
+def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with the methods, cycles and repeats of ``old`` kept (a run only grows)."""
+    doc = json.loads(json.dumps(new))
+    oc, nc = old["config"], doc["config"]
+    nc["methods"] = list(dict.fromkeys(list(oc.get("methods", [])) + list(nc["methods"])))
+    nc["cycles"] = max(int(oc.get("cycles", 0)), int(nc["cycles"]))
+    nc["repeats"] = max(int(oc.get("repeats", 0)), int(nc["repeats"]))
+    return doc
+
+
+def _prepare_out(cfg: ExperimentConfig, config_doc: dict[str, Any]) -> Path:
+    """Create or check the output folder and write its config.json.
+
+    An existing folder is continued (resumed, or extended by more cycles, repeats or methods)
+    when every setting of :func:`_comparable` is unchanged; otherwise ExperimentError names the
+    first one that differs.
+    """
+    out = _out_folder(cfg)
     cfg_path = out / "config.json"
+    doc = config_doc
     if cfg_path.exists():
         try:
-            old = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
+            old = json.loads(cfg_path.read_bytes().decode("utf-8"))
+            if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
+                raise ValueError("not a config.json of dalcore")
+        except (OSError, ValueError) as e:
             raise ExperimentError(f"{cfg_path}: unreadable ({e}); use another --out") from None
-        old_fields = dict(old.get("config", {}))
-        new_fields = dict(config_doc["config"])
-        for k, v in config_doc["preset"].items():  # a preset redefined since is a change too
-            if k in ("name", "description", "threads"):
-                continue
-            new_fields[f"preset.{k}"] = v
-            old_fields[f"preset.{k}"] = old.get("preset", {}).get(k)
-        diff = [k for k in new_fields if old_fields.get(k) != new_fields[k]]
+        if "data" not in old:
+            raise ExperimentError(f"{cfg_path}: {_OLDER}")
+        was, now = _comparable(old), _comparable(config_doc)
+        diff = [k for k in now if was.get(k) != now[k]]
         if diff:
             k = diff[0]
             raise ExperimentError(
                 f"--out {out}: this folder holds a run with a different configuration "
-                f"({k}: {old_fields.get(k)!r} there, {new_fields[k]!r} now); rerun with the same "
-                "arguments to resume it, or choose another --out"
+                f"({k}: {was.get(k)!r} there, {now[k]!r} now); only --cycles, --repeats and "
+                "--methods may change (to extend it): rerun with the same other arguments, "
+                "or choose another --out"
             )
-    else:
-        _atomic_write_text(cfg_path, json.dumps(config_doc, indent=2) + "\n")
-        _fsync_dir(out)
+        doc = _merged(old, config_doc)
+    _atomic_write_text(cfg_path, json.dumps(doc, indent=2) + "\n")
+    _fsync_dir(out)
     return out
 
 
-def _crash_hook() -> tuple[int, str] | None:
-    spec = os.environ.get(CRASH_ENV)
-    if not spec:
-        return None
-    n, _, where = spec.partition(":")
-    return int(n), (where or "row")
+def data_fingerprint(data: Any) -> str:
+    """SHA-256 of the loaded dataset (train and test images and labels, as the run sees them)."""
+    h = hashlib.sha256()
+    for t in (data.x_train, data.y_train, data.x_test, data.y_test):
+        a = np.ascontiguousarray(t.detach().cpu().numpy())
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,10 +596,12 @@ def _log(cfg: ExperimentConfig, msg: str) -> None:
         tqdm.write(msg)
 
 
-def _load_data(cfg: ExperimentConfig, preset: Preset):
+def _load_data(cfg: ExperimentConfig, preset: Preset) -> tuple[Any, str]:
+    """The dataset (the pool subset when asked) and the fingerprint of the loaded files."""
     from . import data as _data
 
     ds = _data.load_dataset(cfg.dataset, cfg.data_dir, image_size=preset.image_size)
+    fingerprint = data_fingerprint(ds)
     n = int(ds.y_train.shape[0])
     if cfg.pool_size is not None:
         if cfg.pool_size > n:
@@ -458,7 +610,10 @@ def _load_data(cfg: ExperimentConfig, preset: Preset):
                 f"{cfg.dataset}"
             )
         rng = np.random.default_rng(derive_seed(cfg.seed, "pool"))
-        idx = _data.class_balanced_indices(ds.y_train, cfg.pool_size, ds.num_classes, rng)
+        try:
+            idx = _data.class_balanced_indices(ds.y_train, cfg.pool_size, ds.num_classes, rng)
+        except ValueError as e:
+            raise ExperimentError(f"--pool-size: {e}") from None
         ds = ds.subset_train(idx)
         n = int(ds.y_train.shape[0])
     need = cfg.budget * cfg.cycles
@@ -467,7 +622,13 @@ def _load_data(cfg: ExperimentConfig, preset: Preset):
             f"--budget: {cfg.budget} labels x {cfg.cycles} cycles = {need} exceeds the pool of "
             f"{n} training images"
         )
-    return ds
+    clusters = 5 * int(ds.num_classes)
+    if cfg.pretrain and n < clusters:
+        raise ExperimentError(
+            f"--pretrain: DeepCluster's {clusters} clusters (5 per class) need at least "
+            f"{clusters} training images, the pool has {n} (raise --pool-size)"
+        )
+    return ds, fingerprint
 
 
 def run_experiment(cfg: ExperimentConfig,
@@ -511,7 +672,6 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
     from tqdm import tqdm
 
     from . import report
-    from .data import class_balanced_indices
 
     cfg = dataclasses.replace(cfg, methods=tuple(cfg.methods))
     preset = validate_config(cfg)
@@ -519,12 +679,12 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
     settings = StepSettings(preset=preset, width=width, epochs=cfg.epochs, semi=cfg.semi,
                             graph=cfg.graph, class_balance=cfg.class_balance,
                             progress=cfg.progress)
-    data = _load_data(cfg, preset)
+    data, fingerprint = _load_data(cfg, preset)
     device = resolve_device(cfg.device)
-
     config_doc = {
         "config": cfg.result_fields(),
         "preset": preset.as_dict(),
+        "data": {"fingerprint": fingerprint},
         "resolved": {
             "width": width, "image_size": list(data.x_train.shape[2:]),
             "train_images": int(data.y_train.shape[0]), "test_images": int(data.y_test.shape[0]),
@@ -533,30 +693,23 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
     }
     out = _prepare_out(cfg, config_doc)
     results = _Results(out / "results.csv")
-    _log(cfg, f"writing to {out} ({len(results.done)} cycles already done); after an "
-              f"interruption, run the same command with --out {out} to resume")
+    wanted = {(m, r, c) for m in cfg.methods for r in range(cfg.repeats) for c in range(cfg.cycles)}
+    _log(cfg, f"writing to {out} ({len(results.done & wanted)} of the {len(wanted)} cycles "
+              f"already done); after an interruption, run the same command with --out {out} "
+              "to resume")
     data = data.to(device)  # once: every epoch, extraction and evaluation reads it there
-
-    y_train = data.y_train.cpu().numpy()
-    total = len(cfg.methods) * cfg.repeats * cfg.cycles
-    bar = tqdm(total=total, initial=len(results.done), desc="cycles", unit="cycle",
-               disable=not cfg.progress, leave=True, dynamic_ncols=True)
-    if cfg.semi and "ceal" in cfg.methods:
+    bar = tqdm(total=len(wanted), initial=len(results.done & wanted), desc="cycles",
+               unit="cycle", disable=not cfg.progress, leave=True, dynamic_ncols=True)
+    if cfg.semi and any(m.startswith("ceal") for m in cfg.methods):
         _log(cfg, "note: with --semi, label propagation pseudo-labels the whole pool every "
                   "epoch and supersedes CEAL's pseudo-labels: ceal selects by entropy only")
-    run = _Runner(cfg, settings, data, device, out, results, bar, on_row)
+    columns = row_settings(cfg, preset, width, int(data.x_train.shape[-1]))
+    run = _Runner(cfg, settings, data, device, out, results, bar, on_row, columns)
     try:
         for repeat in range(cfg.repeats):
-            rseed = cfg.seed + repeat
-            init_labeled = class_balanced_indices(
-                y_train, cfg.budget, data.num_classes, np.random.default_rng(rseed)
-            ).astype(np.int64)
-            run.backbone = None
-            for method in cfg.methods:
-                run.method_repeat(method, repeat, rseed, init_labeled)
+            run.repetition(repeat)
     finally:
         bar.close()
-
     table = report.write_report([out], out)
     if cfg.verbose:
         print(table)
@@ -570,19 +723,33 @@ class _Runner:
 
     def __init__(self, cfg: ExperimentConfig, settings: StepSettings, data: Any, device: Any,
                  out: Path, results: _Results, bar: Any,
-                 on_row: Callable[[dict[str, Any]], None] | None) -> None:
+                 on_row: Callable[[dict[str, Any]], None] | None,
+                 columns: dict[str, Any]) -> None:
         self.cfg, self.settings, self.data, self.device = cfg, settings, data, device
         self.out, self.results, self.bar, self.on_row = out, results, bar, on_row
-        self.crash = _crash_hook()
+        self.columns = columns
         self.finished_here = 0
         self.backbone: dict | None = None
+        self.y_train = data.y_train.cpu().numpy()
+
+    def repetition(self, repeat: int) -> None:
+        """Every method of repetition ``repeat``, from the same balanced initial labeled set."""
+        from .data import class_balanced_indices
+
+        rseed = repeat_seed(self.cfg.seed, repeat)
+        init_labeled = class_balanced_indices(
+            self.y_train, self.cfg.budget, self.data.num_classes, np.random.default_rng(rseed)
+        ).astype(np.int64)
+        self.backbone = None
+        for method in self.cfg.methods:
+            self.method_repeat(method, repeat, rseed, init_labeled)
 
     def method_repeat(self, method: str, repeat: int, rseed: int,
                       init_labeled: np.ndarray) -> None:
-        """Run (or resume) every cycle of one (method, repeat)."""
+        """Run (or resume, or extend) every cycle of one (method, repeat)."""
         ckpt = _checkpoint_path(self.out, method, repeat)
         if ckpt.exists():
-            state = _State.from_json(ckpt.read_text(encoding="utf-8"))
+            state = _State.load(ckpt, method, repeat, len(self.y_train))
         else:
             state = _State(method=method, repeat=repeat, next_cycle=0,
                            labeled=np.sort(init_labeled))
@@ -591,13 +758,13 @@ class _Runner:
         for cycle in range(state.next_cycle, self.cfg.cycles):
             state = self._cycle(state, cycle, rseed)
 
-    def _backbone(self, rseed: int) -> dict | None:
+    def _backbone(self, repeat: int, rseed: int) -> dict | None:
         cfg = self.cfg
         if cfg.pretrain and self.backbone is None:
-            path = self.out / f"pretrain_{rseed}.pt"
+            path = self.out / f"pretrain_r{repeat}.pt"
             if not path.exists():
                 _log(cfg, f"pre-training (DeepCluster, {self.settings.preset.pretrain_epochs} "
-                          f"epochs, seed {rseed})")
+                          f"epochs, repetition {repeat})")
             self.backbone = pretrained_backbone(
                 self.settings, self.data, self.device, path, rseed,
                 num_clusters=5 * int(self.data.num_classes), log=lambda m: _log(cfg, m))
@@ -610,48 +777,59 @@ class _Runner:
         t0 = time.perf_counter()
         labeled = state.labeled
         pseudo = None if cfg.semi else _pseudo_from_json(state.pseudo, labeled)
-        backbone = self._backbone(rseed)
         fitted = fit(
             self.settings, data, labeled, device=self.device,
             init_seed=derive_seed(rseed, "init", cycle),
             train_seed=derive_seed(rseed, "train", cycle, method if cycle else ""),
-            pseudo=pseudo, backbone=backbone,
+            pseudo=pseudo, backbone=self._backbone(repeat, rseed),
             desc=f"{method} r{repeat} c{cycle} ({len(labeled)} labels)",
         )
         acc = float(evaluate(fitted.model, data.x_test, data.y_test, device=self.device))
-        refresh = fitted.refresh
-        if refresh is not None and getattr(refresh, "accuracy", None):
-            t = refresh.mean_timings()
-            _log(cfg, f"  label propagation: pseudo-label accuracy on the pool "
-                      f"{100 * refresh.accuracy[0]:.1f}% -> {100 * refresh.accuracy[-1]:.1f}%, "
-                      f"{t.get('propagation', 0.0):.2f} s per refresh "
-                      f"(+{t.get('extract', 0.0):.2f} s feature extraction)")
+        self._log_propagation(fitted.refresh)
+        if cfg.save_models:
+            self._save_model(fitted.model, method, repeat, cycle)
         next_labeled, next_pseudo = labeled, None
-        if cycle + 1 < cfg.cycles:
-            n_train = int(data.x_train.shape[0])
-            pool = np.setdiff1d(np.arange(n_train, dtype=np.int64), labeled)
+        pool = np.setdiff1d(np.arange(len(self.y_train), dtype=np.int64), labeled)
+        if len(pool) >= cfg.budget:  # also after the last cycle: the run can be extended
             sel = select(fitted, data, labeled, pool, method=method, budget=cfg.budget,
                          cycle=cycle, seed=derive_seed(rseed, "acquire", cycle, method),
                          device=self.device)
             next_labeled = np.sort(np.concatenate([labeled, sel.indices]))
             next_pseudo = _pseudo_to_json(sel.pseudo)
         seconds = time.perf_counter() - t0
-        row = _make_row(cfg, method, repeat, cycle, len(labeled), acc, seconds)
+        row = _make_row(self.columns, method, repeat, rseed, cycle, len(labeled), acc, seconds)
         state = _State(method=method, repeat=repeat, next_cycle=cycle + 1,
                        labeled=next_labeled, pseudo=next_pseudo, rows=state.rows + [row])
         self._commit(state, row, seconds)
         return state
 
+    def _log_propagation(self, refresh: Any) -> None:
+        if refresh is not None and getattr(refresh, "accuracy", None):
+            t = refresh.mean_timings()
+            _log(self.cfg, f"  label propagation: pseudo-label accuracy on the pool "
+                           f"{100 * refresh.accuracy[0]:.1f}% -> "
+                           f"{100 * refresh.accuracy[-1]:.1f}%, "
+                           f"{t.get('propagation', 0.0):.2f} s per refresh "
+                           f"(+{t.get('extract', 0.0):.2f} s feature extraction)")
+
+    def _save_model(self, model: Any, method: str, repeat: int, cycle: int) -> None:
+        """``models/<method>_r<repeat>_c<cycle>.pt``: the state_dict, written atomically."""
+        import torch
+
+        path = self.out / "models" / f"{method}_r{repeat}_c{cycle}.pt"
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
     def _commit(self, state: _State, row: dict[str, Any], seconds: float) -> None:
-        """Checkpoint, then the results row (the crash hook may strike in between)."""
-        cfg, crash = self.cfg, self.crash
+        """Checkpoint, then the results row (the test seam may strike in between)."""
+        cfg = self.cfg
         _atomic_write_text(_checkpoint_path(self.out, state.method, state.repeat),
                            state.to_json())
         self.finished_here += 1
-        if crash and crash[1] in ("checkpoint", "kill") and self.finished_here >= crash[0]:
-            if crash[1] == "kill":
-                os.kill(os.getpid(), signal.SIGKILL)
-            raise SimulatedCrash(f"simulated crash after {self.finished_here} cycle(s)")
+        if _commit_hook is not None:
+            _commit_hook("checkpoint", self.finished_here)
         self.results.append(row)
         self.bar.update(1)
         _log(cfg, f"{state.method:<12} repeat {state.repeat}  cycle {row['cycle']}  "
@@ -659,8 +837,8 @@ class _Runner:
                   f"{seconds:7.1f} s")
         if self.on_row is not None:
             self.on_row(row)
-        if crash and crash[1] == "row" and self.finished_here >= crash[0]:
-            raise SimulatedCrash(f"simulated crash after {self.finished_here} cycle(s)")
+        if _commit_hook is not None:
+            _commit_hook("row", self.finished_here)
 
 
 def parse_methods(text: str | Sequence[str]) -> tuple[str, ...]:

@@ -8,12 +8,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _run_helpers import METHODS, read_rows, tiny_args, without_seconds
+from _run_helpers import METHODS, assert_same_rows, read_rows, tiny_args, without_seconds
 
+import dalcore
+import dalcore.experiment as experiment
 import dalcore.training
 from dalcore.cli import main
-from dalcore.experiment import COLUMNS, CRASH_ENV, SimulatedCrash
+from dalcore.experiment import COLUMNS, repeat_seed
 from dalcore.presets import PRESETS
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised through the experiment's commit seam to simulate a crash between two writes."""
+
+
+def crash_after(monkeypatch, n: int, where: str) -> None:
+    """Make the n-th finished cycle of the next run crash at ``where`` (checkpoint or row)."""
+
+    def hook(at: str, finished: int) -> None:
+        if at == where and finished >= n:
+            raise SimulatedCrash(f"simulated crash after {finished} cycle(s) ({at})")
+
+    monkeypatch.setattr(experiment, "_commit_hook", hook)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -61,7 +77,8 @@ def test_run_writes_all_outputs(reference_run: Path) -> None:
         for rep in range(2):
             st = json.loads((out / "checkpoints" / f"{m}_r{rep}.json").read_text())
             lab = np.asarray(st["labeled"])
-            assert st["next_cycle"] == 2 and lab.size == 20 and np.unique(lab).size == 20
+            # the selection is made after the last cycle too (the run can be extended)
+            assert st["next_cycle"] == 2 and lab.size == 30 and np.unique(lab).size == 30
             assert lab.min() >= 0 and lab.max() < 200
 
 
@@ -85,7 +102,7 @@ def test_cycle_zero_is_shared_and_pool_is_balanced(reference_run: Path) -> None:
     st = json.loads((reference_run / "checkpoints" / "random_r0.json").read_text())
     y_pool = ds.y_train.numpy()[idx]
     lab = np.asarray(st["labeled"])
-    assert np.bincount(y_pool[lab], minlength=10).sum() == 20
+    assert np.bincount(y_pool[lab], minlength=10).sum() == 30
 
 
 def test_summary_matches_numpy(reference_run: Path) -> None:
@@ -106,7 +123,8 @@ def test_same_seed_same_results(reference_run: Path, tmp_path: Path) -> None:
     assert main(tiny_args(tmp_path / "again", repeats=2)) == 0
     a = read_rows(reference_run / "results.csv")
     b = read_rows(tmp_path / "again" / "results.csv")
-    assert without_seconds(a) == without_seconds(b)
+    assert_same_rows(a, b, 12)
+    assert without_seconds(a) == without_seconds(b)  # in the same order too
     for m in METHODS.split(","):
         ja = json.loads((reference_run / "checkpoints" / f"{m}_r1.json").read_text())
         jb = json.loads((tmp_path / "again" / "checkpoints" / f"{m}_r1.json").read_text())
@@ -122,18 +140,18 @@ def test_same_seed_same_results(reference_run: Path, tmp_path: Path) -> None:
 def test_resume_after_crash(reference_run: Path, tmp_path: Path, monkeypatch, where: str) -> None:
     """A crash after 3 finished cycles, then the same command: same results, nothing redone."""
     out = tmp_path / "crashy"
-    monkeypatch.setenv(CRASH_ENV, f"3:{where}")
+    crash_after(monkeypatch, 3, where)
     with pytest.raises(SimulatedCrash):
         main(tiny_args(out, repeats=2))
     partial = read_rows(out / "results.csv")
     assert len(partial) == (3 if where == "row" else 2)
-    monkeypatch.delenv(CRASH_ENV)
+    monkeypatch.setattr(experiment, "_commit_hook", None)
     calls = _count_training(monkeypatch)
     assert main(tiny_args(out, repeats=2)) == 0
     total = len(METHODS.split(",")) * 2 * 2
     assert len(calls) == total - 3  # the 3 finished cycles are not trained again
     resumed = read_rows(out / "results.csv")
-    assert without_seconds(resumed) == without_seconds(read_rows(reference_run / "results.csv"))
+    assert_same_rows(resumed, read_rows(reference_run / "results.csv"), total)
     # rows finished before the crash keep their original timing
     assert [r["seconds"] for r in resumed[: len(partial)]] == [r["seconds"] for r in partial]
 
@@ -141,15 +159,15 @@ def test_resume_after_crash(reference_run: Path, tmp_path: Path, monkeypatch, wh
 def test_resume_drops_a_torn_line_and_finished_run_does_nothing(
         reference_run: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "torn"
-    monkeypatch.setenv(CRASH_ENV, "2")
+    crash_after(monkeypatch, 2, "row")
     with pytest.raises(SimulatedCrash):
         main(tiny_args(out, repeats=2))
-    monkeypatch.delenv(CRASH_ENV)
+    monkeypatch.setattr(experiment, "_commit_hook", None)
     with open(out / "results.csv", "a") as f:
         f.write("digits,random,0,0,1,0,10,0.9")  # killed in the middle of a write
     assert main(tiny_args(out, repeats=2)) == 0
     rows = read_rows(out / "results.csv")
-    assert without_seconds(rows) == without_seconds(read_rows(reference_run / "results.csv"))
+    assert_same_rows(rows, read_rows(reference_run / "results.csv"), 12)
     calls = _count_training(monkeypatch)
     assert main(tiny_args(out, repeats=2)) == 0  # everything finished: nothing to train
     assert calls == []
@@ -198,16 +216,167 @@ def test_resume_after_kill_9(reference_run: Path, tmp_path: Path) -> None:
 
     repo = Path(dalcore.__file__).resolve().parents[1]  # the dalcore this process tests
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "dalcore", *tiny_args(out, repeats=2)]
-    env = dict(os.environ, PYTHONPATH=str(repo), **{CRASH_ENV: "2:kill"})
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL
+    args = tiny_args(out, repeats=2)
+    # the test seam, set in the child: SIGKILL between the 2nd checkpoint and its results row
+    kill = (
+        "import os, signal, sys\n"
+        "import dalcore.experiment as ex\n"
+        "from dalcore.cli import main\n"
+        "def hook(at, n):\n"
+        "    if at == 'checkpoint' and n >= 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "ex._commit_hook = hook\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.run([sys.executable, "-c", kill, *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert len(read_rows(out / "results.csv")) == 1  # the 2nd row was not written yet
-    env.pop(CRASH_ENV)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "dalcore", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     # the 2nd cycle is not run again: its row comes from the checkpoint
     finished_lines = re.findall(r"repeat \d+ +cycle \d+ +labels", proc.stdout)
     assert len(finished_lines) == len(read_rows(reference_run / "results.csv")) - 2
-    assert without_seconds(read_rows(out / "results.csv")) == without_seconds(
-        read_rows(reference_run / "results.csv"))
+    assert_same_rows(read_rows(out / "results.csv"), read_rows(reference_run / "results.csv"), 12)
+
+
+def test_repetition_seeds_are_hashed_and_recorded(reference_run: Path, tmp_path: Path) -> None:
+    """Every row carries its repetition's own seed, a hash of (base seed, r): two base seeds
+    share no repetition (seed + r made --seed 0 and --seed 1 share all but one)."""
+    rows = read_rows(reference_run / "results.csv")
+    for r in rows:
+        assert int(r["seed"]) == repeat_seed(0, int(r["repeat"]))
+    base0 = {repeat_seed(0, r) for r in range(200)}
+    base1 = {repeat_seed(1, r) for r in range(200)}
+    assert len(base0) == len(base1) == 200 and not base0 & base1
+    assert all(repeat_seed(0, r) != r for r in range(200))
+    assert main(tiny_args(tmp_path / "s1", repeats=2, seed=1, cycles=1, methods="random")) == 0
+    other = read_rows(tmp_path / "s1" / "results.csv")
+    assert len(other) == 2
+    assert not {r["seed"] for r in other} & {r["seed"] for r in rows}
+    ja = [json.loads((reference_run / "checkpoints" / f"random_r{k}.json").read_text())
+          for k in range(2)]
+    jb = [json.loads((tmp_path / "s1" / "checkpoints" / f"random_r{k}.json").read_text())
+          for k in range(2)]
+    for a in ja:  # no initial split of base seed 1 is one of base seed 0
+        for b in jb:
+            assert a["rows"][0]["seed"] != b["rows"][0]["seed"]
+            assert a["labeled"] != b["labeled"]
+
+
+def test_rows_carry_every_setting(reference_run: Path) -> None:
+    rows = read_rows(reference_run / "results.csv")
+    assert len(rows) == 12
+    for r in rows:
+        assert tuple(r) == COLUMNS
+        assert (r["preset"], r["width"], r["image_size"], r["epochs_or_steps"], r["pool_size"],
+                r["budget"], r["graph"], r["class_balance"], r["initial"], r["version"]) == (
+            "cpu", "0.25", "16", "epochs:8", "200", "10", "reciprocal", "0", "balanced",
+            dalcore.__version__)
+
+
+def test_extend_with_more_cycles_repeats_and_methods(reference_run: Path, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    """1 cycle x 1 repeat x random, then 2 x 2 x random,ceal into the same folder: only the
+    new cycles train, and the rows equal those of one uninterrupted run."""
+    out = tmp_path / "grow"
+    assert main(tiny_args(out, methods="random", repeats=1, cycles=1)) == 0
+    calls = _count_training(monkeypatch)
+    assert main(tiny_args(out, methods="random,ceal", repeats=2, cycles=2)) == 0
+    assert len(calls) == 2 * 2 * 2 - 1
+    ref = [r for r in read_rows(reference_run / "results.csv") if r["method"] in ("random", "ceal")]
+    assert_same_rows(read_rows(out / "results.csv"), ref, 8)
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert (cfg["methods"], cfg["cycles"], cfg["repeats"]) == (["random", "ceal"], 2, 2)
+    calls.clear()
+    assert main(tiny_args(out, methods="random", repeats=1, cycles=1)) == 0  # a subset: no work
+    assert calls == []
+
+
+@pytest.mark.parametrize("change, setting", [
+    (["--width", "0.5"], "width"),
+    (["--budget", "12"], "budget"),
+    (["--pool-size", "150"], "pool_size"),
+    (["--preset", "paper"], "preset"),
+])
+def test_extension_refuses_a_changed_setting(change, setting, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "fixed"
+    assert main(tiny_args(out, methods="random", cycles=1)) == 0
+    capsys.readouterr()
+    args = tiny_args(out, methods="random", cycles=2)
+    i = args.index(change[0]) if change[0] in args else len(args)
+    args[i:i + 2] = change
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and setting in err[0] and "different configuration" in err[0]
+    assert len(read_rows(out / "results.csv")) == 1
+
+
+def test_seed_change_refused(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "seed"
+    assert main(tiny_args(out, methods="random", cycles=1)) == 0
+    capsys.readouterr()
+    assert main(tiny_args(out, methods="random", cycles=1, seed=3)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed" in err[0]
+
+
+def _folder_dataset(root: Path, rng: np.random.Generator) -> None:
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for k in range(12):
+            img = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+            Image.fromarray(img).save(root / c / f"{k}.png")
+
+
+def test_resume_on_changed_data_is_refused(tmp_path: Path, rng, capsys) -> None:
+    data = tmp_path / "imgs"
+    _folder_dataset(data, rng)
+    out = tmp_path / "run"
+    args = ["run", "--dataset", "folder", "--data-dir", str(data), "--budget", "2",
+            "--cycles", "1", "--repeats", "1", "--epochs", "1", "--methods", "random",
+            "--out", str(out), "--quiet", "--threads", "1"]
+    assert main(args) == 0
+    fp = json.loads((out / "config.json").read_text())["data"]["fingerprint"]
+    assert len(fp) == 64
+    moved = tmp_path / "moved"
+    data.rename(moved)  # the same files elsewhere: accepted (nothing to redo)
+    args[args.index(str(data))] = str(moved)
+    assert main(args) == 0
+    capsys.readouterr()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(moved / "a" / "3.png")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fingerprint" in err[0] and "Traceback" not in err[0]
+
+
+def test_save_models_keeps_each_cycles_weights(tmp_path: Path) -> None:
+    """The saved weights (read with weights_only=True) give the row's test accuracy, computed
+    here with numpy from the model's logits."""
+    import torch
+
+    from dalcore.data import load_dataset
+    from dalcore.models import ConvNet13
+
+    out = tmp_path / "models"
+    assert main(tiny_args(out, "--save-models", methods="random", cycles=2)) == 0
+    rows = read_rows(out / "results.csv")
+    ds = load_dataset("digits", image_size=16)
+    y = ds.y_test.numpy()
+    assert len(rows) == 2
+    for r in rows:
+        path = out / "models" / f"random_r0_c{r['cycle']}.pt"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = ConvNet13(in_channels=1, num_classes=10, width=0.25)
+        model.load_state_dict(state)
+        model.eval()
+        with torch.no_grad():
+            logits = model(ds.x_test)[0].double().numpy()
+        acc = float(np.mean(np.argmax(logits, axis=1) == y))
+        assert acc == pytest.approx(float(r["accuracy"]), abs=1e-6)
