@@ -13,16 +13,19 @@ from dalcore.experiment import COLUMNS
 from dalcore.report import load_results, summarize, summary_markdown
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: The columns of results.csv written by dalcore before the settings columns (older runs).
+OLD_COLUMNS = ("dataset", "method", "pretrain", "semi", "repeat", "cycle", "labels", "accuracy",
+               "seconds")
 
 
 def _write_run(folder: Path, rng: np.random.Generator, methods, repeats: int, cycles: int,
                budget: int, pretrain: int = 0, semi: int = 0, torn: bool = False) -> dict:
-    """A synthetic results.csv; returns {(method, labels): [accuracies]}."""
+    """A synthetic results.csv of an older run; returns {(method, labels): [accuracies]}."""
     folder.mkdir(parents=True)
     acc: dict = {}
     with open(folder / "results.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(COLUMNS)
+        w.writerow(OLD_COLUMNS)
         for m in methods:
             for r in range(repeats):
                 for c in range(cycles):
@@ -92,9 +95,7 @@ def test_report_missing_folder_exit_2(tmp_path: Path, capsys) -> None:
 
 
 #: The columns of a current results.csv (settings and the repetition's own seed).
-NEW_COLUMNS = ("dataset", "method", "pretrain", "semi", "preset", "width", "image_size",
-               "epochs_or_steps", "pool_size", "budget", "graph", "class_balance", "initial",
-               "version", "repeat", "seed", "cycle", "labels", "accuracy", "seconds")
+NEW_COLUMNS = COLUMNS
 
 
 def _write_new_run(folder: Path, rng: np.random.Generator, method: str, seeds: list[int],
@@ -167,11 +168,11 @@ GARBAGE = {
     "binary": b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe",
     "header": b"a,b,c\n1,2,3\n",
     "empty": b"",
-    "accuracy": (",".join(COLUMNS) + "\ndigits,random,0,0,0,0,10,high,1.0\n").encode(),
-    "range": (",".join(COLUMNS) + "\ndigits,random,0,0,0,0,10,1.7,1.0\n").encode(),
-    "short": (",".join(COLUMNS) + "\ndigits,random,0,0\n").encode(),
-    "long": (",".join(COLUMNS) + "\ndigits,random,0,0,0,0,10,0.5,1.0,9,9\n").encode(),
-    "nul": (",".join(COLUMNS) + "\ndigits,ran\x00dom,0,0,0,0,10,0.5,1.0\n").encode(),
+    "accuracy": (",".join(OLD_COLUMNS) + "\ndigits,random,0,0,0,0,10,high,1.0\n").encode(),
+    "range": (",".join(OLD_COLUMNS) + "\ndigits,random,0,0,0,0,10,1.7,1.0\n").encode(),
+    "short": (",".join(OLD_COLUMNS) + "\ndigits,random,0,0\n").encode(),
+    "long": (",".join(OLD_COLUMNS) + "\ndigits,random,0,0,0,0,10,0.5,1.0,9,9\n").encode(),
+    "nul": (",".join(OLD_COLUMNS) + "\ndigits,ran\x00dom,0,0,0,0,10,0.5,1.0\n").encode(),
 }
 
 
