@@ -44,9 +44,12 @@ def _fail(message: str) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .data import DataError
-    from .experiment import ExperimentConfig, ExperimentError, parse_methods, run_experiment
-
+    try:
+        from .data import DataError
+        from .experiment import ExperimentConfig, ExperimentError, parse_methods, run_experiment
+    except ImportError as e:  # torch (or another package of dalcore[torch]) is missing
+        return _fail(f"dalcore run needs {e.name or 'torch'}, which is not installed: "
+                     "pip install 'dalcore[torch]'")
     cfg = ExperimentConfig(
         dataset=args.dataset, data_dir=args.data_dir, methods=parse_methods(args.methods),
         budget=args.budget, cycles=args.cycles, repeats=args.repeats, preset=args.preset,

@@ -194,8 +194,8 @@ def validate_config(cfg: ExperimentConfig) -> Preset:
     """Check every argument that can be checked before loading data; returns the preset.
 
     Also checks that every optional dependency the run will need is installed (matplotlib for
-    curves.png, Pillow for ``folder``, faiss for ``--pretrain``), so that a run never trains for
-    hours and then fails.
+    curves.png, scikit-learn for ``digits``, Pillow for ``folder``, faiss for ``--pretrain``), so
+    that a run never trains for hours and then fails.
 
     Raises
     ------
@@ -272,6 +272,7 @@ def _check_numbers(cfg: ExperimentConfig) -> None:
 #: Optional packages: (import name, when needed, pip name).
 _OPTIONAL = (
     ("matplotlib", "curves.png", "matplotlib"),
+    ("sklearn", "--dataset digits (scikit-learn's copy)", "scikit-learn"),
     ("PIL", "--dataset folder", "pillow"),
     ("faiss", "--pretrain (DeepCluster's k-means)", "faiss-cpu"),
 )
@@ -281,7 +282,8 @@ def _check_dependencies(cfg: ExperimentConfig) -> None:
     """ExperimentError naming the first missing package the run needs, with the install line."""
     import importlib.util
 
-    needed = {"matplotlib": True, "PIL": cfg.dataset == "folder", "faiss": cfg.pretrain}
+    needed = {"matplotlib": True, "sklearn": cfg.dataset == "digits",
+              "PIL": cfg.dataset == "folder", "faiss": cfg.pretrain}
     for module, why, pip_name in _OPTIONAL:
         if not needed[module]:
             continue

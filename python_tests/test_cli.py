@@ -227,3 +227,30 @@ def test_disk_error_mid_run_is_one_line(tmp_path: Path, capsys, monkeypatch) -> 
     monkeypatch.setattr(ex, "_atomic_write_text", full)
     assert main(tiny_args(tmp_path / "o", methods="random", cycles=1)) == 2
     _one_error_line(capsys, "No space left on device", "resume")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_read_only_out_folder(tmp_path: Path, capsys, monkeypatch) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    calls = _no_training(monkeypatch)
+    try:
+        assert main(tiny_args(out)) == 2
+    finally:
+        out.chmod(0o700)
+    _one_error_line(capsys, "--out", str(out))
+    assert calls == []
+
+
+def test_missing_scikit_learn_for_digits(tmp_path: Path, capsys, monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real(name, *a))
+    calls = _no_training(monkeypatch)
+    assert main(tiny_args(tmp_path / "o")) == 2
+    _one_error_line(capsys, "pip install scikit-learn")
+    assert calls == []

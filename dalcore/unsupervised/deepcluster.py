@@ -271,12 +271,10 @@ def _pretrain(data: Any, *, width: float, epochs: int, num_clusters: int, device
     it = range(start, int(epochs))
     bar = None
     if progress:
-        try:
-            from tqdm.auto import tqdm
-            bar = tqdm(it, desc="deepcluster", leave=False)
-            it = bar
-        except ImportError:
-            pass
+        from tqdm.auto import tqdm
+
+        bar = tqdm(it, desc="deepcluster", leave=False)
+        it = bar
     for epoch in it:
         _, feats = extract(model, x_all, device=device, batch_size=eval_bs)
         assign = cluster_features(feats.numpy(), int(num_clusters), seed=seed * 1000 + epoch,
