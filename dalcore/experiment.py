@@ -712,7 +712,11 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
             run.repetition(repeat)
     finally:
         bar.close()
-    table = report.write_report([out], out)
+    try:
+        table = report.write_report([out], out)
+    except ValueError as e:  # every cycle is saved: only the report is missing
+        raise ExperimentError(f"{e} (every cycle is saved; `dalcore report {out}` writes the "
+                              "report again)") from None
     if cfg.verbose:
         print(table)
         print(f"outputs in {out}")
