@@ -288,39 +288,39 @@ def test_ceal_uncapped_pseudo_labels_match_numpy(cycle: int, rng: np.random.Gene
 
 
 def ref_ceal_capped(ctx: AcquisitionContext, budget: int) -> tuple[list[int], list[int]]:
-    """Brute force: every confident non-selected pool point, then per class the ``count`` of
-    that class in the labeled set most confident ones (entropy, then index)."""
+    """Brute force: every confident non-selected pool point by class; k = the smallest over the
+    classes of min(candidates, true labels); per class the k most confident (entropy, index)."""
     p = ref_probs(ctx, ctx.pool)
     top = set(ctx.pool[ref_top_entropy(p, ctx.pool, budget)].tolist())
     h = scipy_entropy(p.T)
     delta = 0.1 - 0.00033 * ctx.cycle
     y = ctx.data.y_train.numpy()
-    kept: list[tuple[int, int]] = []
-    for c in range(C):
-        limit = int((y[ctx.labeled] == c).sum())
-        cand = [(h[j], int(i)) for j, i in enumerate(ctx.pool)
-                if int(i) not in top and h[j] / math.log(C) < delta and p[j].argmax() == c]
-        kept += [(i, c) for _, i in sorted(cand)[:limit]]
-    kept.sort()
+    cands = {c: sorted((h[j], int(i)) for j, i in enumerate(ctx.pool)
+                       if int(i) not in top and h[j] / math.log(C) < delta
+                       and p[j].argmax() == c) for c in range(C)}
+    k = min(min(len(cands[c]), int((y[ctx.labeled] == c).sum())) for c in range(C))
+    kept = sorted((i, c) for c in range(C) for _, i in cands[c][:k])
     return [i for i, _ in kept], [c for _, c in kept]
 
 
-@pytest.mark.parametrize("n_lab", [6, 30, 120])
-def test_ceal_caps_pseudo_labels_per_class_like_brute_force(
-        n_lab: int, rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("n_lab, sharpen", [(6, 1.0), (30, 1.0), (120, 1.0), (120, 4.0)])
+def test_ceal_balanced_pseudo_labels_like_brute_force(
+        n_lab: int, sharpen: float, rng: np.random.Generator) -> None:
     ctx = make_ctx(rng, n=400, n_lab=n_lab, cycle=2)
+    ctx.model.w *= sharpen  # sharper logits: confident candidates in every class
     sel = STRATEGIES["ceal"](ctx, 10)
     uncapped = STRATEGIES["ceal-uncapped"](ctx, 10)
     ref_idx, ref_lab = ref_ceal_capped(ctx, 10)
-    assert len(ref_idx) > 0
     assert sel.pseudo.indices.tolist() == ref_idx
     assert sel.pseudo.labels.tolist() == ref_lab
     np.testing.assert_array_equal(sel.indices, uncapped.indices)
     y = ctx.data.y_train.numpy()
-    true_counts = np.bincount(y[ctx.labeled], minlength=C)
-    assert (np.bincount(sel.pseudo.labels, minlength=C) <= true_counts).all()
-    assert len(sel.pseudo) <= ctx.labeled.size
-    if n_lab == 6:  # few true labels: the cap bites
+    counts = np.bincount(sel.pseudo.labels, minlength=C)
+    assert len(set(counts.tolist())) == 1  # the same number in every class
+    assert (counts <= np.bincount(y[ctx.labeled], minlength=C)).all()
+    assert len(uncapped.pseudo) > 0
+    if sharpen > 1:
+        assert counts[0] > 0  # the cap lets pseudo-labels through when every class has some
         assert len(sel.pseudo) < len(uncapped.pseudo)
 
 
@@ -328,7 +328,7 @@ def test_ceal_pseudo_labels_reach_the_next_training(rng: np.random.Generator) ->
     data = probe_data(rng, 300)
     data.x_train[:, 0, 0, 0] = torch.arange(300, dtype=torch.float32) * 1e-3  # index tags
     ctx = make_ctx(rng, data=data)
-    sel = STRATEGIES["ceal"](ctx, 10)
+    sel = STRATEGIES["ceal-uncapped"](ctx, 10)
     assert len(sel.pseudo) > 0
     seen: list[np.ndarray] = []
 
