@@ -10,10 +10,10 @@ pseudo-labels are used by the training (``Selection.pseudo``).
 Why a balanced cap (``ceal``) and the uncapped variant (``ceal-uncapped``)
 --------------------------------------------------------------------------
 Taking every candidate (Wang et al.'s rule, kept as ``ceal-uncapped``) collapses at small budgets:
-measured on digits (cpu preset, 3 repetitions) the candidates below the threshold are one or two
-classes the model already knows (e.g. at 80 true labels 265 pseudo-labels of only two classes,
-81.5 % right), they outnumber the true labels 3 to 1, the next model predicts those classes
-everywhere and test accuracy falls to 45-55 % (docs/evidence/ceal_diagnosis.md). Capping each
+measured on digits (cpu preset, 3 repetitions) the candidates below the threshold all belong to
+the one class the model finds easiest (110-260 pseudo-labels, often 95-100 % right), they
+outnumber the true labels 2.5-6 to 1, the next model predicts that class far too often and mean
+test accuracy falls to 45-53 % (docs/evidence/ceal_diagnosis.md). Capping each
 class at its number of true labels is not enough: the candidates still come from one or two
 classes, whose weight then doubles, and a repetition still lost 17 points. ``ceal`` therefore keeps
 the pseudo-labels from changing the class balance of the training set or outweighing the true
