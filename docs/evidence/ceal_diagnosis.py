@@ -26,11 +26,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cycles", type=int, default=5)
     p.add_argument("--methods", default="ceal")
+    p.add_argument("--budget", type=int, default=20)
     args = p.parse_args(argv)
     for name in ("ceal", "ceal-uncapped"):
         acquisition.STRATEGIES[name] = _logged(name, acquisition.STRATEGIES[name])
     cfg = ExperimentConfig(methods=tuple(args.methods.split(",")), repeats=args.repeats,
-                           cycles=args.cycles, out=args.out, progress=False)
+                           cycles=args.cycles, budget=args.budget, out=args.out,
+                           progress=False)
     run_experiment(cfg)
     return 0
 
