@@ -185,15 +185,21 @@ def test_older_run_folder_is_refused_by_name(tmp_path: Path, capsys, monkeypatch
     assert calls == []
 
 
-def test_missing_matplotlib_fails_before_training(tmp_path: Path, capsys, monkeypatch) -> None:
+@pytest.mark.parametrize("module, extra, needle", [
+    ("matplotlib", [], "pip install matplotlib"),
+    ("PIL", ["--dataset", "folder", "--data-dir", "."], "pip install pillow"),
+    ("faiss", ["--pretrain"], "pip install faiss-cpu"),
+])
+def test_missing_dependency_fails_before_training(module, extra, needle, tmp_path: Path, capsys,
+                                                  monkeypatch) -> None:
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+                        lambda name, *a: None if name == module else real(name, *a))
     calls = _no_training(monkeypatch)
-    assert main(tiny_args(tmp_path / "o")) == 2
-    _one_error_line(capsys, "matplotlib", "pip install matplotlib")
+    assert main([*tiny_args(tmp_path / "o"), *extra]) == 2
+    _one_error_line(capsys, module, needle)
     assert calls == [] and not (tmp_path / "o").exists()
 
 
