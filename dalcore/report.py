@@ -10,7 +10,8 @@ that differ in any setting (``width``, ``preset``, ``budget``, ...) give separat
 each labelled by the settings that differ. A repetition is identified by its own seed (the
 ``seed`` column): the same repetition found in two folders (a copy, a folder given twice, an
 overlapping run) counts once. Rows of older runs, written before the ``seed`` column, are told
-apart by (folder, repeat) instead, and their missing settings read as unknown (``?``).
+apart by (folder, repeat) instead; beside rows that record their settings they are labelled
+"settings unknown (older run)".
 """
 
 from __future__ import annotations
@@ -183,11 +184,20 @@ def _repetition(r: dict) -> tuple:
     return ("seed", seed) if seed else ("run", r["run"], int(r["repeat"]))
 
 
+#: Label of rows written before results.csv carried the settings.
+OLDER = "settings unknown (older run)"
+
+
 def _variants(configs: list[dict[str, str]]) -> list[str]:
-    """For each configuration, the ``key=value`` pairs of the keys that vary among them."""
+    """For each configuration, the ``key=value`` pairs of the keys that vary among the
+    configurations that record settings; :data:`OLDER` for rows without any setting."""
     keys = [k for k in dict.fromkeys(k for c in configs for k in c) if k not in _NAMED]
-    varying = [k for k in keys if len({c.get(k, "") for c in configs}) > 1]
-    return [", ".join(f"{k}={c.get(k, '') or '?'}" for k in varying) for c in configs]
+    known = [c for c in configs if any(c.get(k, "") for k in keys)]
+    varying = [k for k in keys if len({c.get(k, "") for c in known}) > 1]
+    if not known:
+        return ["" for _ in configs]  # only older runs: nothing to tell apart
+    return [", ".join(f"{k}={c.get(k, '') or '?'}" for k in varying)
+            if any(c.get(k, "") for k in keys) else OLDER for c in configs]
 
 
 def summarize(rows: Sequence[dict]) -> list[Curve]:
@@ -252,11 +262,11 @@ def summary_markdown(curves: Sequence[Curve]) -> str:
 
 
 def _common_settings(curves: Sequence[Curve]) -> str:
-    """``key=value`` of the settings shared by every curve (those not in the row names)."""
+    """``key=value`` of the settings shared by every curve that records its settings."""
     keys = [k for k in dict.fromkeys(k for c in curves for k in c.config) if k not in _NAMED]
-    same = [k for k in keys if len({c.config.get(k, "") for c in curves}) == 1]
-    return ", ".join(f"{k}={curves[0].config.get(k, '') or '?'}" for k in same
-                     if curves[0].config.get(k, ""))
+    known = [c for c in curves if any(c.config.get(k, "") for k in keys)]
+    same = [k for k in keys if len({c.config.get(k, "") for c in known}) == 1]
+    return ", ".join(f"{k}={known[0].config[k]}" for k in same if known[0].config.get(k, ""))
 
 
 def require_matplotlib() -> None:

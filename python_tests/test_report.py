@@ -157,7 +157,11 @@ def test_old_rows_load_beside_new_ones(tmp_path: Path, rng) -> None:
     new = _write_new_run(tmp_path / "new", rng, "random", [1, 2, 3])
     curves = summarize(load_results([tmp_path / "old", tmp_path / "new"]))
     assert len(curves) == 2  # unknown settings are not assumed equal to the new run's
-    assert "width=?" in curves[0].variant and "width=0.25" in curves[1].variant
+    assert curves[0].variant == "settings unknown (older run)" and curves[1].variant == ""
+    _write_new_run(tmp_path / "new2", rng, "random", [9], width="0.5")
+    three = summarize(load_results([tmp_path / "old", tmp_path / "new", tmp_path / "new2"]))
+    assert [c.variant for c in three] == ["settings unknown (older run)", "width=0.25",
+                                          "width=0.5"]
     for labels, acc in zip(curves[0].labels, curves[0].accuracies):
         np.testing.assert_allclose(acc, old[("random", labels)])
     assert [a.size for a in curves[1].accuracies] == [3, 3, 3]
