@@ -56,7 +56,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         epochs=args.epochs, width=args.width, pool_size=args.pool_size, device=args.device,
         seed=args.seed, out=args.out, pretrain=args.pretrain, semi=args.semi, graph=args.graph,
         class_balance=args.class_balance, threads=args.threads, progress=not args.quiet,
-        verbose=True, save_models=args.save_models,
+        verbose=True, save_models=args.save_models, initial=args.initial,
     )
     try:
         run_experiment(cfg)
@@ -98,7 +98,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``dalcore`` command."""
-    from .experiment import DEFAULT_METHODS, DEVICES, GRAPH_MODES
+    from .experiment import DEFAULT_METHODS, DEVICES, GRAPH_MODES, INITIAL_CHOICES
     from .presets import PRESETS
 
     p = _Parser(prog="dalcore", description=__doc__,
@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=None,
                      help="torch CPU threads (default: the preset's, 1 for cpu, torch's choice "
                      "for paper)")
+    run.add_argument("--initial", default="balanced", choices=INITIAL_CHOICES,
+                     help="cycle 0's labeled set: balanced (the paper's: class-balanced, it "
+                     "reads the labels) or label-free (random, kcenter, typiclust, probcover "
+                     "on the pixels, or on the DeepCluster features with --pretrain)")
     run.add_argument("--save-models", action="store_true",
                      help="keep each cycle's trained weights in models/<method>_r<repeat>_c<cycle>"
                      ".pt (a torch state_dict of ConvNet13)")

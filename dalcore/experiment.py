@@ -65,6 +65,9 @@ COLUMNS: tuple[str, ...] = (
 DEFAULT_METHODS: tuple[str, ...] = ("random", "uncertainty", "coreset", "ceal")
 GRAPH_MODES: tuple[str, ...] = ("reciprocal", "union")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: Choices of cycle 0's labeled set: the paper's class-balanced draw (it reads the labels), or a
+#: label-free choice (:func:`dalcore.acquisition.initial.select_initial`).
+INITIAL_CHOICES: tuple[str, ...] = ("balanced", "random", "kcenter", "typiclust", "probcover")
 #: Accepted ``--width`` range: at least one channel in the narrowest layer (128 x width), at most
 #: 4x the paper's network (beyond that a CPU or GPU runs out of memory long before a result).
 WIDTH_RANGE: tuple[float, float] = (1 / 128, 4.0)
@@ -74,7 +77,7 @@ WIDTH_RANGE: tuple[float, float] = (1 / 128, 4.0)
 #: (the dataset's fingerprint is compared instead).
 FIXED_FIELDS: tuple[str, ...] = (
     "dataset", "budget", "preset", "epochs", "width", "pool_size", "seed", "pretrain", "semi",
-    "graph", "class_balance",
+    "graph", "class_balance", "initial",
 )
 _ALL_FIELDS: tuple[str, ...] = FIXED_FIELDS + ("data_dir", "methods", "cycles", "repeats")
 
@@ -134,6 +137,10 @@ class ExperimentConfig:
         Print one line per finished cycle and the summary at the end.
     save_models : bool
         Keep each cycle's trained weights as ``models/<method>_r<repeat>_c<cycle>.pt``.
+    initial : str
+        Cycle 0's labeled set (:data:`INITIAL_CHOICES`): ``balanced`` (the paper's, which peeks
+        at the labels) or a label-free choice on the pixels (on the DeepCluster features under
+        ``pretrain``), as the human loop must make.
     """
 
     dataset: str = "digits"
@@ -157,6 +164,7 @@ class ExperimentConfig:
     progress: bool = True
     verbose: bool = True
     save_models: bool = False
+    initial: str = "balanced"
 
     def result_fields(self) -> dict[str, Any]:
         """The fields that describe the results (:data:`FIXED_FIELDS` are compared on resume),
@@ -226,6 +234,10 @@ def validate_config(cfg: ExperimentConfig) -> Preset:
     _check_numbers(cfg)
     if cfg.device not in DEVICES:
         raise ExperimentError(f"--device: expected one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    if cfg.initial not in INITIAL_CHOICES:
+        raise ExperimentError(
+            f"--initial: expected one of {', '.join(INITIAL_CHOICES)}, got {cfg.initial!r}"
+        )
     if cfg.graph not in GRAPH_MODES:
         raise ExperimentError(
             f"--graph: expected one of {', '.join(GRAPH_MODES)}, got {cfg.graph!r}"
@@ -361,7 +373,7 @@ def row_settings(cfg: ExperimentConfig, preset: Preset, width: float, image_size
         "preset": preset.name, "width": f"{width:g}", "image_size": int(image_size),
         "epochs_or_steps": length, "pool_size": "" if cfg.pool_size is None else cfg.pool_size,
         "budget": cfg.budget, "graph": cfg.graph, "class_balance": int(cfg.class_balance),
-        "initial": "balanced", "version": __version__,
+        "initial": cfg.initial, "version": __version__,
     }
 
 
@@ -739,16 +751,38 @@ class _Runner:
         self.y_train = data.y_train.cpu().numpy()
 
     def repetition(self, repeat: int) -> None:
-        """Every method of repetition ``repeat``, from the same balanced initial labeled set."""
-        from .data import class_balanced_indices
-
+        """Every method of repetition ``repeat``, from the same initial labeled set."""
         rseed = repeat_seed(self.cfg.seed, repeat)
-        init_labeled = class_balanced_indices(
-            self.y_train, self.cfg.budget, self.data.num_classes, np.random.default_rng(rseed)
-        ).astype(np.int64)
         self.backbone = None
+        init_labeled = self._initial(repeat, rseed)
         for method in self.cfg.methods:
             self.method_repeat(method, repeat, rseed, init_labeled)
+
+    def _initial(self, repeat: int, rseed: int) -> np.ndarray:
+        """Cycle 0's labeled set: class-balanced (reads the labels) or label-free."""
+        from .acquisition.initial import initial_features, select_initial
+        from .data import class_balanced_indices
+
+        cfg, data = self.cfg, self.data
+        if cfg.initial == "balanced":
+            return class_balanced_indices(self.y_train, cfg.budget, data.num_classes,
+                                          np.random.default_rng(rseed)).astype(np.int64)
+        feats, backbone = None, self._backbone(repeat, rseed)
+        if cfg.initial != "random":
+            model = None
+            if backbone is not None:
+                from .models import ConvNet13
+
+                model = ConvNet13(in_channels=int(data.x_train.shape[1]),
+                                  num_classes=int(data.num_classes), width=self.settings.width)
+                model.load_backbone(backbone)
+                model = model.to(self.device)
+            feats = initial_features(data, model=model, device=self.device)
+        picks = select_initial(cfg.initial, cfg.budget, features=feats,
+                               n=int(data.x_train.shape[0]),
+                               rng=np.random.default_rng(derive_seed(rseed, "initial")),
+                               num_classes=int(data.num_classes))
+        return np.sort(np.asarray(picks, dtype=np.int64))
 
     def method_repeat(self, method: str, repeat: int, rseed: int,
                       init_labeled: np.ndarray) -> None:
