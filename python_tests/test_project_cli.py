@@ -158,6 +158,34 @@ def test_query_trains_records_and_exports(tmp_path, folder) -> None:
     assert r.returncode == 0 and "images of query 1 labeled since" in r.stdout, r.stderr
 
 
+def test_pretrain_and_semi_on_a_project(tmp_path, folder) -> None:
+    """--pretrain: the first batch is k-center on the DeepCluster features (cached in the
+    project); --semi: the export carries label propagation's pseudo-labels and weights."""
+    root, truth = folder
+    proj = _init(tmp_path, root)
+    r = cli_proc("query", proj, "--budget", "10", "--pretrain", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "DeepCluster backbone" in r.stdout and list((proj / "cache").glob("pretrain_*.pt"))
+    con = sqlite3.connect(proj / "project.db")
+    assert con.execute("SELECT method FROM queries").fetchone()[0] == "kcenter (label-free)"
+    con.close()
+    batch = [row["path"] for row in read_csv(Path(r.stdout.strip().splitlines()[-1]))]
+    write_labels_csv(tmp_path / "b.csv", [(p, str(truth[p])) for p in batch])
+    assert cli("import", proj, tmp_path / "b.csv") == 0
+    r = cli_proc("query", proj, "--budget", "5", "--semi", "--pretrain", "--cv", "0", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "reused from" in r.stdout and "label propagation" in r.stdout
+    assert cli("export", proj, "--out", tmp_path / "x") == 0
+    preds = read_csv(tmp_path / "x" / "predictions.csv")
+    assert len(preds) == len(truth)
+    labeled = {p: str(truth[p]) for p in batch}
+    for row in preds:
+        w = float(row["pseudo_weight"])
+        assert row["pseudo_label"] in CLASSES.split(",") and 0.0 <= w <= 1.0
+        if row["path"] in labeled:  # labeled images keep their label, with weight 1
+            assert row["pseudo_label"] == labeled[row["path"]] and w == 1.0
+
+
 # ------------------------------------------------------------------------------ bad input
 
 
