@@ -1,0 +1,455 @@
+"""The dalcore kernels over a torch.distributed process group (DESIGN.md section 7).
+
+Each rank holds one shard of the pool: the rows ``[offset_r, offset_r + n_r)`` of the
+concatenation of all shards in rank order (a shard may be empty). Indices are global.
+
+- :func:`kcenter`: the same picks as :func:`dalcore.kcenter` on the concatenated features. Each
+  rank keeps the squared min-distances of its own rows; one all-reduce of (max, lowest global
+  index) per pick, then the picked row is broadcast from the rank that owns it.
+- :func:`knn`: the k nearest neighbours of each shard's rows among all rows (faiss per rank on
+  the all-gathered features), global indices.
+- :func:`propagate`: block conjugate gradient on row-partitioned ``S``; one all-gather of the
+  direction block per iteration (plus two all-reduces of C scalars).
+
+Collectives run on torch.distributed (gloo on CPUs, NCCL on GPUs: with NCCL the small
+collective buffers live on ``torch.cuda.current_device()``). The arithmetic runs on the host
+with numpy: a CUDA tensor is copied to the host and the result returned on its device. Without
+an initialised process group (and ``group=None``) the functions run on one process and call the
+one-process kernels.
+
+Every rank must call a function with the same arguments apart from its shard. Bad input on one
+rank raises on every rank (TypeError/ValueError): the ranks first agree, in one collective, that
+their inputs are valid, so a refused argument never leaves the others waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _arrays
+from . import _kcenter as _kc
+from . import _knn as _kn
+from . import _propagate as _pr
+
+__all__ = ["is_writer", "kcenter", "knn", "propagate", "rank", "world_size"]
+
+_LANES = 16  # kcenter_ops::kLanes: sq_dist's partial sums
+_MEAN_BLOCK = 1024  # kcenter_ops::kMeanBlock: rows per block of the mean's column sums
+_LOW32 = (1 << 32) - 1
+
+
+# ---------------------------------------------------------------------------- group helpers
+def _dist() -> Any:
+    import torch.distributed as dist
+
+    return dist
+
+
+def _active(group: Any) -> bool:
+    """True when the call is distributed: an explicit group, or an initialised default group."""
+    if group is not None:
+        return True
+    try:
+        dist = _dist()
+    except ImportError:
+        return False
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank(group: Any = None) -> int:
+    """This process's rank in ``group`` (the default group); 0 when not distributed."""
+    return int(_dist().get_rank(group)) if _active(group) else 0
+
+
+def world_size(group: Any = None) -> int:
+    """Number of processes in ``group`` (the default group); 1 when not distributed."""
+    return int(_dist().get_world_size(group)) if _active(group) else 1
+
+
+def is_writer(group: Any = None) -> bool:
+    """True on the one process that writes results and checkpoints (rank 0)."""
+    return rank(group) == 0
+
+
+class _Comm:
+    """numpy in and out of the collectives of one process group."""
+
+    def __init__(self, group: Any) -> None:
+        import torch
+
+        dist = _dist()
+        self.torch, self.dist, self.group = torch, dist, group
+        self.rank = int(dist.get_rank(group))
+        self.size = int(dist.get_world_size(group))
+        nccl = str(dist.get_backend(group)).lower() == "nccl"
+        self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else None
+
+    def _t(self, a: np.ndarray) -> Any:
+        t = self.torch.from_numpy(np.ascontiguousarray(a))
+        return t.to(self.device) if self.device is not None else t.clone()
+
+    @staticmethod
+    def _np(t: Any) -> np.ndarray:
+        return t.cpu().numpy()
+
+    def all_gather(self, a: np.ndarray) -> np.ndarray:
+        """(world, *a.shape): every rank's ``a`` (same shape and dtype on every rank)."""
+        t = self._t(a)
+        out = [self.torch.empty_like(t) for _ in range(self.size)]
+        self.dist.all_gather(out, t, group=self.group)
+        return np.stack([self._np(o) for o in out])
+
+    def all_gather_rows(self, a: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Concatenation in rank order of every rank's rows (rank r holds counts[r] rows)."""
+        m = int(counts.max()) if counts.size else 0
+        pad = np.zeros((m,) + a.shape[1:], dtype=a.dtype)
+        pad[: a.shape[0]] = a
+        parts = self.all_gather(pad)
+        return np.concatenate([parts[r, : int(counts[r])] for r in range(self.size)])
+
+    def all_reduce(self, a: np.ndarray, op: str = "sum") -> np.ndarray:
+        t = self._t(a)
+        ops = {"sum": self.dist.ReduceOp.SUM, "max": self.dist.ReduceOp.MAX}
+        self.dist.all_reduce(t, op=ops[op], group=self.group)
+        return self._np(t)
+
+    def broadcast(self, a: np.ndarray, src: int) -> np.ndarray:
+        """``a`` of group rank ``src`` (every rank passes a buffer of the same shape)."""
+        t = self._t(a)
+        root = src if self.group is None else self.dist.get_global_rank(self.group, src)
+        self.dist.broadcast(t, src=root, group=self.group)
+        return self._np(t)
+
+
+def _agree(comm: _Comm, fn: Callable[[], Any], meta: Callable[[Any], list[int]],
+           name: str) -> tuple[Any, np.ndarray]:
+    """Run the local validation ``fn`` on every rank, then exchange in one all-gather whether it
+    passed and ``meta(result)`` (a fixed-length list of int64). Raises on every rank when any
+    rank failed: the failing rank its own error, the others a ValueError naming it."""
+    width = len(meta(None))
+    try:
+        res, err, code = fn(), None, 0
+        row = meta(res)
+    except (TypeError, ValueError) as e:
+        res, err, code, row = None, e, 1 if isinstance(e, TypeError) else 2, [0] * width
+    table = comm.all_gather(np.asarray([code, *row], dtype=np.int64))
+    if err is not None:
+        raise err
+    bad = np.flatnonzero(table[:, 0])
+    if bad.size:
+        cls = TypeError if table[bad[0], 0] == 1 else ValueError
+        raise cls(f"{name}: refused on rank(s) {bad.tolist()} (see the error raised there)")
+    return res, table[:, 1:]
+
+
+def _same(values: np.ndarray, name: str) -> None:
+    """Every rank must pass the same value of an argument."""
+    if values.size and np.any(values != values[0]):
+        raise ValueError(f"{name}: every rank must pass the same value, got {values.tolist()}")
+
+
+def _bits(x: float) -> int:
+    return int(np.float64(x).view(np.int64))
+
+
+def _restore(ref: Any, out: np.ndarray) -> Any:
+    """``out`` as the kind of ``ref``: numpy, or a torch tensor on ref's device."""
+    if _arrays.is_torch(ref):
+        return _arrays.torch_module().from_numpy(np.ascontiguousarray(out)).to(ref.device)
+    return out
+
+
+def _host(x: Any) -> Any:
+    """A CUDA tensor copied to the host (the distributed kernels compute with numpy)."""
+    return x.detach().cpu() if _arrays.is_cuda(x) else x
+
+
+# ---------------------------------------------------------------------------- kcenter arithmetic
+def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 fma(a, b, c) = round(a * b + c) with one rounding, emulated in float64.
+
+    a * b of two float32 is exact in float64; s = a * b + c rounds once (error e, exact by
+    TwoSum). Rounding s to float32 is then correct except when s lies exactly halfway between
+    two float32 neighbours and e != 0: there the sign of e decides.
+    """
+    p = a.astype(np.float64) * b.astype(np.float64)
+    c64 = c.astype(np.float64)
+    s = p + c64
+    bb = s - p
+    e = (p - (s - bb)) + (c64 - bb)
+    r = s.astype(np.float32)
+    tie = (r.astype(np.float64) != s) & (e != 0)
+    if tie.any():
+        other = np.nextafter(r, np.where(s > r, np.inf, -np.inf).astype(np.float32))
+        mid = (r.astype(np.float64) + other.astype(np.float64)) * 0.5
+        up = tie & (s == mid) & (e > 0)
+        down = tie & (s == mid) & (e < 0)
+        hi, lo = np.maximum(r, other), np.minimum(r, other)
+        r = np.where(up, hi, np.where(down, lo, r))
+    return r
+
+
+def _sq_dist(x: np.ndarray, q: np.ndarray, fused: bool) -> np.ndarray:
+    """Squared distances of the rows of ``x`` to ``q``, float32, bit-identical to the core's
+    kcenter_ops::sq_dist: 16 lane sums over the dimensions in order (the tail into lanes 0, 1,
+    ...), then the pairwise fold; ``fused``: each lane update is one fma (as the core's AVX-512
+    clone compiles it), else a rounded product then a rounded sum."""
+    n, d = x.shape
+    m = -(-d // _LANES)
+    t = np.zeros((n, m * _LANES), dtype=np.float32)
+    t[:, :d] = x - q[None, :]
+    t = t.reshape(n, m, _LANES)
+    acc = np.zeros((n, _LANES), dtype=np.float32)
+    for j in range(m):  # zero padding adds exact zeros: the tail lanes as in the core
+        tj = t[:, j, :]
+        acc = _fma32(tj, tj, acc) if fused else acc + tj * tj
+    for w in (8, 4, 2):
+        acc = acc[:, :w] + acc[:, w : 2 * w]
+    return acc[:, 0] + acc[:, 1]
+
+
+def _sq_dist_blocked(x: np.ndarray, q: np.ndarray, fused: bool) -> np.ndarray:
+    step = max(1, (1 << 22) // max(1, x.shape[1]))
+    out = np.empty(x.shape[0], dtype=np.float32)
+    for lo in range(0, x.shape[0], step):  # bounded scratch: blocks of rows
+        out[lo : lo + step] = _sq_dist(x[lo : lo + step], q, fused)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def core_uses_fma() -> bool:
+    """Whether this machine's core kcenter sums squared differences with fused multiply-adds.
+
+    The core's CPU loops are compiled per ISA (AVX-512 / AVX2 / baseline clones); the compiler
+    contracts ``acc += t * t`` into an fma where the ISA has one. The distributed picks must
+    round as the core does, so the core is asked once: a labeled point, a far point and a near
+    point, whose covering radius after one pick is the near point's distance, computed both ways
+    on inputs where the two roundings differ.
+    """
+    import dalcore
+
+    rng = np.random.default_rng(20261205)
+    votes = []
+    for _ in range(256):
+        a = rng.standard_normal((1, 37)).astype(np.float32)
+        near = (a + rng.standard_normal((1, 37)).astype(np.float32)).astype(np.float32)
+        f, u = _sq_dist(near, a[0], True)[0], _sq_dist(near, a[0], False)[0]
+        if f == u:
+            continue
+        x = np.concatenate([a, a + np.float32(1000.0), near]).astype(np.float32)
+        _, r = dalcore.kcenter(x, 1, [0], return_radius=True)
+        got = np.float32(r * r)
+        votes.append(True if got == f else False if got == u else None)
+        if len(votes) == 8:
+            break
+    if None in votes or len(set(votes)) != 1:
+        raise RuntimeError("dalcore.distributed: cannot reproduce the core's kcenter rounding")
+    return bool(votes[0])
+
+
+# ---------------------------------------------------------------------------- kcenter
+class _Shard:
+    """This rank's rows and the layout of all shards."""
+
+    def __init__(self, x: np.ndarray, counts: np.ndarray, rank_: int) -> None:
+        self.x = x
+        self.counts = counts
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.lo = int(self.offsets[rank_])
+        self.n = int(counts[rank_])
+        self.total = int(self.offsets[-1])
+
+    def owner(self, i: int) -> int:
+        return int(np.searchsorted(self.offsets, i, side="right") - 1)
+
+
+def _global_mean(comm: _Comm, sh: _Shard, d: int) -> np.ndarray:
+    """The core's column_mean of the concatenation, bit for bit: column sums in float64 over
+    fixed blocks of 1024 global rows, each summed row by row, the blocks summed in order. A
+    block is summed by the rank holding its first row, with the rows it lacks taken from the
+    next ranks' heads (their rows before their first block start), exchanged in one all-gather."""
+    blk = _MEAN_BLOCK
+    starts = sh.offsets[:-1]
+    heads = np.minimum(sh.counts, (-starts) % blk)  # rows before the first block boundary
+    head = sh.x[: int(heads[comm.rank])]
+    all_heads = comm.all_gather_rows(head, heads)
+    head_off = np.concatenate([[0], np.cumsum(heads)])
+    b0 = -(-sh.lo // blk)  # first block starting in this shard
+    b1 = -(-(sh.lo + sh.n) // blk) if sh.n else b0
+    nb_total = -(-sh.total // blk)
+    sums = np.zeros((max(b1 - b0, 0), d), dtype=np.float64)
+    for b in range(b0, b1):
+        g0, g1 = b * blk, min(sh.total, (b + 1) * blk)
+        rows = [sh.x[g0 - sh.lo : min(g1, sh.lo + sh.n) - sh.lo]]
+        for r in range(comm.rank + 1, comm.size):  # later shards inside this block
+            if sh.offsets[r] >= g1:
+                break
+            rows.append(all_heads[head_off[r] : head_off[r + 1]])
+        block = np.concatenate(rows).astype(np.float64)
+        sums[b - b0] = np.cumsum(block, axis=0)[-1]  # row by row, as the core's loop
+    owned = np.where(sh.counts > 0, -(-(starts + sh.counts) // blk) - (-(-starts // blk)), 0)
+    parts = comm.all_gather_rows(sums, owned)
+    assert parts.shape[0] == nb_total
+    total = np.cumsum(parts, axis=0)[-1]  # blocks in order
+    return (total / float(sh.total)).astype(np.float32)
+
+
+def _argmax_key(value: np.ndarray, centre: np.ndarray, lo: int) -> int:
+    """(max squared min-distance, lowest global index) of this shard as one int64 key, larger
+    for a better candidate: float32 bits (non-negative values order as integers) above the
+    complement of the index; -1 when the shard has no candidate."""
+    if value.size == 0:
+        return -1
+    v = np.where(centre, np.float32(-1.0), value)
+    i = int(np.argmax(v))  # first maximum: the lowest index
+    if v[i] < 0:
+        return -1
+    bits = int(v[i : i + 1].view(np.uint32)[0])
+    return (bits << 32) | (_LOW32 - (lo + i))
+
+
+def _decode(key: int) -> tuple[int, float]:
+    bits = np.asarray([key >> 32], dtype=np.uint32)
+    return _LOW32 - (key & _LOW32), float(bits.view(np.float32)[0])
+
+
+def _best(comm: _Comm, md: np.ndarray, centre: np.ndarray, lo: int) -> int:
+    key = np.asarray([_argmax_key(md, centre, lo)], dtype=np.int64)
+    return int(comm.all_reduce(key, "max")[0])
+
+
+def _row(comm: _Comm, sh: _Shard, i: int) -> np.ndarray:
+    """Global row i, broadcast from its owner."""
+    owner = sh.owner(i)
+    buf = np.zeros(sh.x.shape[1], dtype=np.float32)
+    if owner == comm.rank:
+        buf[:] = sh.x[i - sh.lo]
+    return comm.broadcast(buf, owner)
+
+
+def _kcenter_local(x: Any, budget: Any, labeled: Any) -> tuple[np.ndarray, int, Any]:
+    xa = _arrays.as_features(_host(x), "local_features", min_rows=0)
+    b = _arrays.check_int(budget, "budget", low=1)
+    if labeled is None:
+        lab = np.zeros(0, dtype=np.int64)
+    else:
+        lab = _arrays.as_index_vector(labeled, "labeled", np.iinfo(np.int64).max)
+    return xa, b, lab
+
+
+def kcenter(local_features: Any, budget: int, labeled: Any = None, *, return_radius: bool = False,
+            group: Any = None) -> Any:
+    """Exact greedy k-center over the shards of a process group; the picks of
+    :func:`dalcore.kcenter` on the concatenation of all shards in rank order.
+
+    Parameters
+    ----------
+    local_features : (n_r, d) array or tensor
+        This rank's rows (``n_r`` may be 0; ``d`` the same on every rank with rows).
+    budget : int
+        Picks to make, ``1 <= budget <= N - len(labeled)``, N the total number of rows.
+    labeled : array of int, optional
+        Global indices of the labeled points, the same on every rank.
+    return_radius : bool
+        Also return the covering radius after the last pick (a float).
+    group : torch.distributed ProcessGroup, optional
+        Default: the default group (none initialised: one process, :func:`dalcore.kcenter`).
+
+    Returns
+    -------
+    indices : (budget,) int64, global, the same on every rank (numpy, or torch on the input's
+        device). With ``return_radius``: ``(indices, radius)``.
+
+    Each pick: every rank updates its rows' squared min-distances with the last pick's row, one
+    all-reduce (MAX of a packed int64: float32 bits of the distance, then the complement of the
+    global index, so equal distances go to the lowest index) finds the pick, and its owner
+    broadcasts its row. Distances are summed exactly as the core sums them (16 lanes, the same
+    fold, fused multiply-adds where this machine's core uses them), so ties and near-ties are
+    broken as the one-process kernel breaks them.
+    """
+    if not _active(group):
+        return _kc.kcenter(local_features, budget, labeled, return_radius=return_radius)
+    comm = _Comm(group)
+    (x, b, lab), table = _agree(
+        comm, lambda: _kcenter_local(local_features, budget, labeled),
+        lambda r: [0] * 5 if r is None else [r[0].shape[0], r[0].shape[1], r[1], r[2].size,
+                                             zlib.crc32(r[2].tobytes())],
+        "kcenter")
+    counts, dims = table[:, 0], table[:, 1]
+    _same(table[:, 2], "budget")
+    _same(table[:, 3:5], "labeled")
+    _same(dims[counts > 0], "local_features (columns)")
+    if x.shape[0] == 0 and np.any(counts > 0):  # an empty shard takes the others' width
+        x = np.zeros((0, int(dims[counts > 0][0])), dtype=np.float32)
+    sh = _Shard(x, counts, comm.rank)
+    _check_kcenter_sizes(sh, b, lab)
+    picks, radius = _traverse(comm, sh, b, lab, core_uses_fma(), bool(return_radius))
+    out = _restore(local_features, picks)
+    return (out, radius) if return_radius else out
+
+
+def _check_kcenter_sizes(sh: _Shard, b: int, lab: np.ndarray) -> None:
+    if sh.total < 1:
+        raise ValueError("local_features: every shard is empty")
+    if sh.total > _LOW32:
+        raise ValueError(f"local_features: at most {_LOW32} points in all, got {sh.total}")
+    if lab.size and int(lab.max()) >= sh.total:
+        raise ValueError(f"labeled: indices must be < {sh.total} (number of points), got "
+                         f"{int(lab.max())}")
+    if lab.size >= sh.total:
+        raise ValueError(f"labeled: all {sh.total} points are labeled, no unlabeled point is "
+                         "left to pick")
+    if b > sh.total - lab.size:
+        raise ValueError(f"budget: expected at most {sh.total - lab.size} (the number of "
+                         f"unlabeled points: {sh.total} points, {lab.size} labeled), got {b}")
+
+
+def _labeled_rows(comm: _Comm, sh: _Shard, lab: np.ndarray) -> np.ndarray:
+    """The labeled rows on every rank: each owner fills its rows, one all-reduce sums them (one
+    non-zero term per entry: exact)."""
+    rows = np.zeros((lab.size, sh.x.shape[1]), dtype=np.float32)
+    mine = (lab >= sh.lo) & (lab < sh.lo + sh.n)
+    rows[mine] = sh.x[lab[mine] - sh.lo]
+    return comm.all_reduce(rows)
+
+
+def _traverse(comm: _Comm, sh: _Shard, budget: int, lab: np.ndarray, fused: bool,
+              want_radius: bool) -> tuple[np.ndarray, float]:
+    x = sh.x
+    md = np.full(sh.n, np.inf, dtype=np.float32)
+    centre = np.zeros(sh.n, dtype=bool)
+    if lab.size:
+        for row in _labeled_rows(comm, sh, lab):
+            np.minimum(md, _sq_dist_blocked(x, row, fused), out=md)
+        mine = (lab >= sh.lo) & (lab < sh.lo + sh.n)
+        centre[lab[mine] - sh.lo] = True
+        key = _best(comm, md, centre, sh.lo)
+    else:
+        mean = _global_mean(comm, sh, x.shape[1])
+        dm = _sq_dist_blocked(x, mean, fused) if sh.n else md
+        key = _best(comm, dm, centre, sh.lo)
+    picks = np.empty(budget, dtype=np.int64)
+    for t in range(budget):
+        c, _ = _decode(key)
+        picks[t] = c
+        if sh.lo <= c < sh.lo + sh.n:
+            centre[c - sh.lo] = True
+        if t + 1 < budget:
+            key = _update(comm, sh, md, centre, c, fused)
+    if not want_radius:
+        return picks, 0.0
+    key = _update(comm, sh, md, centre, int(picks[-1]), fused)
+    return picks, float(np.sqrt(np.float64(max(_decode(key)[1], 0.0)))) if key >= 0 else 0.0
+
+
+def _update(comm: _Comm, sh: _Shard, md: np.ndarray, centre: np.ndarray, c: int,
+            fused: bool) -> int:
+    """Fold pick c into this shard's min-distances; the next pick's key (all-reduced)."""
+    row = _row(comm, sh, c)
+    if sh.n:
+        np.minimum(md, _sq_dist_blocked(sh.x, row, fused), out=md)
+    return _best(comm, md, centre, sh.lo)
