@@ -453,3 +453,308 @@ def _update(comm: _Comm, sh: _Shard, md: np.ndarray, centre: np.ndarray, c: int,
     if sh.n:
         np.minimum(md, _sq_dist_blocked(sh.x, row, fused), out=md)
     return _best(comm, md, centre, sh.lo)
+
+
+# ---------------------------------------------------------------------------- knn
+def _gather_features(comm: _Comm, x: np.ndarray, counts: np.ndarray, dims: np.ndarray,
+                     name: str) -> tuple[np.ndarray, _Shard]:
+    """Every rank's rows (all-gather), and this rank's layout; widths checked."""
+    _same(dims[counts > 0], f"{name} (columns)")
+    if x.shape[0] == 0 and np.any(counts > 0):
+        x = np.zeros((0, int(dims[counts > 0][0])), dtype=np.float32)
+    sh = _Shard(x, counts, comm.rank)
+    return comm.all_gather_rows(x, counts), sh
+
+
+def _drop_self_global(values: np.ndarray, indices: np.ndarray,
+                      rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """As _knn._drop_self for queries that are the global rows ``rows``."""
+    n, m = indices.shape
+    is_self = indices == rows[:, None]
+    is_self[:, m - 1] |= ~is_self.any(axis=1)
+    keep = ~is_self
+    return values[keep].reshape(n, m - 1), indices[keep].reshape(n, m - 1)
+
+
+def _knn_rows(xall: np.ndarray, rows: np.ndarray, k: int, metric: str) -> tuple[Any, Any]:
+    """Exact k-NN of the global rows ``rows`` among all rows of ``xall``: a faiss flat index
+    searched for k + 2 (self dropped, ties ordered by index, rows whose k-th value ties with
+    the next redone exactly), or blocked matrix products + top-k without faiss."""
+    k_out = (np.empty((0, k), np.float32), np.empty((0, k), np.int64))
+    if rows.size == 0:
+        return k_out
+    faiss = _kn._faiss()
+    if faiss is None:
+        step = _kn._block_rows(xall.shape[0])
+        parts = [_kn._numpy_rows(xall, rows[lo : lo + step], k, metric)
+                 for lo in range(0, rows.size, step)]  # blocks: bounded (rows x N) scores
+        return (np.concatenate([p[0] for p in parts]).astype(np.float32),
+                np.concatenate([p[1] for p in parts]).astype(np.int64))
+    d = xall.shape[1]
+    index = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
+    index.add(xall)
+    v, i = index.search(np.ascontiguousarray(xall[rows]), min(k + 2, xall.shape[0]))
+    v, i = _drop_self_global(v, i.astype(np.int64, copy=False), rows)
+    v, i = _kn._order_rows(v, i, metric, np)
+    if i.shape[1] > k:
+        tied = np.flatnonzero(v[:, k - 1] == v[:, k])
+        found = i
+        v, i = v[:, :k].copy(), i[:, :k].copy()
+        if tied.size:
+            v[tied], i[tied] = _kn._numpy_rows(xall, rows[tied], k, metric, found[tied])
+    return np.ascontiguousarray(v, np.float32), np.ascontiguousarray(i, np.int64)
+
+
+def _knn_local(x: Any, k: Any, metric: Any) -> tuple[np.ndarray, int]:
+    if not isinstance(metric, str) or metric not in _kn._METRICS:
+        raise ValueError(f"metric: expected 'ip' or 'l2', got {metric!r}")
+    return _arrays.as_features(_host(x), "local_features", min_rows=0), \
+        _arrays.check_int(k, "k", low=1)
+
+
+def knn(local_features: Any, k: int, *, metric: str = "ip",
+        group: Any = None) -> tuple[Any, Any]:
+    """Exact k nearest neighbours of this rank's rows among the rows of every rank.
+
+    Parameters
+    ----------
+    local_features : (n_r, d) array or tensor
+        This rank's rows (``n_r`` may be 0).
+    k : int
+        Neighbours per point, ``1 <= k < N`` (N rows in all), the same on every rank.
+    metric : {"ip", "l2"}
+        As :func:`dalcore.knn` (``"l2"`` returns squared distances).
+    group : torch.distributed ProcessGroup, optional
+        Default: the default group (none initialised: :func:`dalcore.knn` on one process).
+
+    Returns
+    -------
+    values : (n_r, k) float32 and indices : (n_r, k) int64 (global)
+        Row i: the neighbours of global row ``offset_r + i``, self excluded, best first, ties
+        to the lowest index; numpy, or torch on the input's device.
+
+    The features are all-gathered (N x d on every rank); each rank searches its own rows
+    (faiss ``IndexFlat``, as :func:`dalcore.knn`), so the work is split and the memory is not.
+    """
+    if not _active(group):
+        return _kn.knn(local_features, k, metric=metric)
+    comm = _Comm(group)
+    (x, kk), table = _agree(
+        comm, lambda: _knn_local(local_features, k, metric),
+        lambda r: [0] * 4 if r is None else [r[0].shape[0], r[0].shape[1], r[1],
+                                             _kn._METRICS.index(metric)], "knn")
+    _same(table[:, 2], "k")
+    _same(table[:, 3], "metric")
+    xall, sh = _gather_features(comm, x, table[:, 0], table[:, 1], "local_features")
+    if sh.total < 2 or kk > sh.total - 1:
+        raise ValueError(f"k: expected an integer <= {max(sh.total - 1, 0)} (N - 1, N = "
+                         f"{sh.total} points in all), got {kk}")
+    v, i = _knn_rows(xall, np.arange(sh.lo, sh.lo + sh.n, dtype=np.int64), kk, metric)
+    return _restore(local_features, v), _restore(local_features, i)
+
+
+# ---------------------------------------------------------------------------- propagate
+def _local_csr(graph: Any) -> tuple[Any, int]:
+    """This rank's rows of S as a scipy CSR (n_r x ncols; ncols -1 for a triple, whose width is
+    the global N), int64 indices, float32 data; checked as dalcore.propagate checks a graph."""
+    import scipy.sparse as sp
+
+    if sp.issparse(graph):
+        if graph.ndim != 2:
+            raise ValueError(f"local_graph: expected a 2-D matrix, got shape {graph.shape}")
+        g = sp.csr_array(graph)
+        indptr, indices, data, ncols = g.indptr, g.indices, g.data, int(graph.shape[1])
+    elif _pr._is_triple(graph):
+        indptr, indices, data = (_arrays.to_numpy(_host(a), f"local_graph[{i}]")
+                                 for i, a in enumerate(graph))
+        ncols = -1
+    else:
+        raise TypeError("local_graph: expected a scipy.sparse matrix/array or a CSR triple "
+                        f"(indptr, indices, data), got {type(graph).__name__}")
+    for part, what in ((indptr, "indptr"), (indices, "indices")):
+        if part.dtype.kind not in "iu":
+            raise TypeError(f"local_graph: {what} must have an integer dtype, got {part.dtype}")
+        if part.ndim != 1:
+            raise ValueError(f"local_graph: {what} must be 1-D, got shape {part.shape}")
+    if data.dtype.kind not in "iuf":
+        raise TypeError(f"local_graph: data must be real numbers, got dtype {data.dtype}")
+    if data.ndim != 1 or data.shape[0] != indices.shape[0]:
+        raise ValueError("local_graph: data and indices must be 1-D of the same length")
+    if indptr.shape[0] < 1 or indptr[0] != 0 or indptr[-1] != indices.shape[0] \
+            or np.any(np.diff(indptr) < 0):
+        raise ValueError("local_graph: indptr must start at 0, be non-decreasing and end at "
+                         f"nnz={indices.shape[0]}")
+    if indices.size and int(indices.min()) < 0:
+        raise ValueError("local_graph: column indices must be >= 0")
+    if not np.isfinite(data).all():
+        raise ValueError("local_graph: data contains NaN or inf value(s)")
+    n = indptr.shape[0] - 1
+    width = ncols if ncols >= 0 else (int(indices.max()) + 1 if indices.size else 0)
+    g = sp.csr_array((data.astype(np.float32), indices.astype(np.int64),
+                      indptr.astype(np.int64)), shape=(n, width))
+    return g, ncols
+
+
+def _propagate_local(graph: Any, labels: Any, x0: Any, params: tuple) -> tuple:
+    g, ncols = _local_csr(graph)
+    n = g.shape[0]
+    lab = _arrays.to_numpy(_host(labels), "local_labels")
+    if lab.dtype.kind not in "iu":
+        raise TypeError(f"local_labels: expected integer class labels (-1 = unlabeled), got "
+                        f"dtype {lab.dtype}")
+    if lab.ndim != 1 or lab.shape[0] != n:
+        raise ValueError(f"local_labels: expected one label per local graph row ({n}), got "
+                         f"shape {lab.shape}")
+    lab = lab.astype(np.int64)
+    c = params[0]
+    if lab.size and (int(lab.min()) < -1 or int(lab.max()) >= c):
+        raise ValueError(f"local_labels: expected -1 (unlabeled) or a class in [0, {c}), got "
+                         f"[{int(lab.min())}, {int(lab.max())}]")
+    x0a = None
+    if x0 is not None:
+        x0a = _arrays.as_features(_host(x0), "x0", min_rows=0)
+        if x0a.shape != (n, c):
+            raise ValueError(f"x0: expected shape ({n}, {c}), got {x0a.shape}")
+    return g, ncols, lab, x0a
+
+
+def propagate(local_graph: Any, local_labels: Any, *, num_classes: int, alpha: float = 0.99,
+              tol: float = 1e-6, max_iter: int = 20, x0: Any = None,
+              precision: str = "float32", return_info: bool = False, group: Any = None) -> Any:
+    """Label propagation over row-partitioned ``S``: :func:`dalcore.propagate` on the rows of
+    this rank.
+
+    Parameters
+    ----------
+    local_graph : scipy.sparse (n_r, N) or CSR triple (indptr, indices, data)
+        This rank's rows of the symmetric normalised affinity S (global column indices); the
+        shards' rows, in rank order, make up S.
+    local_labels : (n_r,) int
+        Class of each local row, -1 for unlabeled; every class needs a labeled row on some rank.
+    num_classes, alpha, tol, max_iter, precision
+        As :func:`dalcore.propagate`, the same on every rank.
+    x0 : (n_r, C) array, optional
+        This rank's rows of the warm start.
+    return_info : bool
+        Also return a :class:`dalcore._propagate.PropagateInfo` (the same on every rank).
+    group : torch.distributed ProcessGroup, optional
+        Default: the default group (none initialised: :func:`dalcore.propagate`).
+
+    Returns
+    -------
+    Z : (n_r, C) float32, this rank's rows of the solution (numpy, or torch like the labels).
+
+    The same block conjugate gradient as the core (per-column scalars in float64, frozen columns
+    left as they are): per iteration one all-gather of the direction block P (N x C), the local
+    SpMM S_r P, and two all-reduces of C float64 dot products (p.Ap, then r.r). Agrees with the
+    one-process solution within float rounding (the sums run in another order).
+    """
+    if not _active(group):
+        return _pr.propagate(local_graph, local_labels, num_classes=num_classes, alpha=alpha,
+                             tol=tol, max_iter=max_iter, x0=x0, precision=precision,
+                             return_info=return_info)
+    comm = _Comm(group)
+
+    def local() -> tuple:
+        params = _pr._check_params(num_classes, alpha, tol, max_iter, precision)
+        return params, _propagate_local(local_graph, local_labels, x0, params)
+
+    def meta(r: Any) -> list[int]:
+        if r is None:
+            return [0] * 9
+        (c, a, t, m, dbl), (g, ncols, _, x0a) = r
+        maxcol = int(g.indices.max()) if g.nnz else -1
+        return [g.shape[0], ncols, maxcol, c, _bits(a), _bits(t), m, int(dbl), int(x0a is None)]
+
+    (params, (g, _, lab, x0a)), table = _agree(comm, local, meta, "propagate")
+    for j, name in enumerate(("num_classes", "alpha", "tol", "max_iter", "precision", "x0")):
+        _same(table[:, 3 + j], name)
+    counts = table[:, 0]
+    n_all = int(counts.sum())
+    bad = [int(w) for w in table[:, 1] if w not in (-1, n_all)]
+    if bad or int(table[:, 2].max()) >= n_all:
+        raise ValueError(f"local_graph: expected {n_all} columns (the rows of all ranks), got "
+                         f"{bad or int(table[:, 2].max()) + 1}")
+    import scipy.sparse as sp
+
+    g = sp.csr_array((g.data, g.indices, g.indptr), shape=(g.shape[0], n_all))
+    sh = _Shard(np.zeros((int(counts[comm.rank]), 0), np.float32), counts, comm.rank)
+    z, info = _block_cg(comm, sh, g, lab, x0a, params)
+    z = _restore(local_labels, z)
+    return (z, info) if return_info else z
+
+
+def _check_symmetric(comm: _Comm, sh: _Shard, g: Any) -> None:
+    """The randomised test of dalcore.propagate on the whole S: |u'Sv - v'Su| <= rtol *
+    (|u| |Sv| + |v| |Su|), with one all-reduce of the four partial sums."""
+    rng = np.random.default_rng(0x5EED)
+    u = rng.standard_normal(sh.total).astype(np.float32)
+    v = rng.standard_normal(sh.total).astype(np.float32)
+    su, sv = g @ u, g @ v
+    ul, vl = u[sh.lo : sh.lo + sh.n], v[sh.lo : sh.lo + sh.n]
+    part = np.asarray([ul @ sv, vl @ su, sv @ sv, su @ su], dtype=np.float64)
+    uv, vu, svn, sun = comm.all_reduce(part)
+    scale = float(np.linalg.norm(u) * np.sqrt(svn) + np.linalg.norm(v) * np.sqrt(sun))
+    if abs(uv - vu) > _pr._SYMMETRY_RTOL * scale:
+        raise ValueError("local_graph: expected a symmetric affinity S (S == S.T); a randomised "
+                         f"test found |u'Sv - v'Su| = {abs(uv - vu):.3g} > "
+                         f"{_pr._SYMMETRY_RTOL:g} * {scale:.3g}")
+
+
+def _class_counts(comm: _Comm, lab: np.ndarray, c: int) -> np.ndarray:
+    count = comm.all_reduce(np.bincount(lab[lab >= 0], minlength=c).astype(np.int64))
+    _pr._check_counts(count)
+    return count
+
+
+def _block_cg(comm: _Comm, sh: _Shard, g: Any, lab: np.ndarray, x0: Any,
+              params: tuple) -> tuple[np.ndarray, Any]:
+    """Block CG on the local rows (the core's per-column scalar updates, propagate_ops.h)."""
+    c, alpha, tol, max_iter, dbl = params
+    _check_symmetric(comm, sh, g)
+    count = _class_counts(comm, lab, c)
+    vt = np.float64 if dbl else np.float32
+    bb = 1.0 / count.astype(np.float64)
+    b = np.zeros((sh.n, c), dtype=vt)
+    rows = np.flatnonzero(lab >= 0)
+    b[rows, lab[rows]] = (1.0 / count.astype(np.float64))[lab[rows]]
+    a = vt(alpha)
+
+    def apply_a(p: np.ndarray) -> np.ndarray:  # (I - alpha S) p on the local rows
+        full = comm.all_gather_rows(p, sh.counts)
+        return (p - a * (g @ full).astype(vt)).astype(vt)
+
+    def dots(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+        part = np.einsum("ij,ij->j", u.astype(np.float64), w.astype(np.float64))
+        return comm.all_reduce(np.ascontiguousarray(part))
+
+    x = np.zeros((sh.n, c), dtype=vt) if x0 is None else x0.astype(vt)
+    r = (b - apply_a(x)).astype(vt) if x0 is not None else b.copy()
+    p = r.copy()
+    rho = dots(r, r)
+    relres = np.where(rho > 0, np.sqrt(np.maximum(rho, 0) / bb), 0.0)
+    state = np.where(relres > tol, 1, 0)  # 1 active, 0 converged, 2 breakdown
+    iters = np.zeros(c, dtype=np.int64)
+    for _ in range(max_iter):
+        if not np.any(state == 1):
+            break
+        q = apply_a(p)
+        pq = dots(p, q)
+        active = state == 1
+        state = np.where(active & ~(pq > 0), 2, state)
+        step = np.where(state == 1, rho / np.where(pq > 0, pq, 1.0), 0.0)
+        r = (r - step.astype(vt) * q).astype(vt)
+        rr = dots(r, r)
+        moved = step > 0
+        iters += moved
+        relres = np.where(moved, np.where(rr > 0, np.sqrt(np.maximum(rr, 0) / bb), 0.0), relres)
+        done = moved & (relres <= tol)
+        state = np.where(done, 0, state)
+        beta = np.where(moved & ~done, rr / np.where(rho > 0, rho, 1.0), 1.0)
+        gamma = np.where(moved & ~done, 1.0, 0.0)
+        rho = np.where(moved, rr, rho)
+        x = (x + step.astype(vt) * p).astype(vt)
+        p = (gamma.astype(vt) * r + beta.astype(vt) * p).astype(vt)
+    if np.any(state == 2):
+        _pr._check_breakdown(int(np.sum(state == 2)))
+    return x.astype(np.float32), _pr.PropagateInfo(iters, relres.astype(np.float64))
