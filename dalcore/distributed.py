@@ -8,6 +8,7 @@ concatenation of all shards in rank order (a shard may be empty). Indices are gl
   index) per pick, then the picked row is broadcast from the rank that owns it.
 - :func:`knn`: the k nearest neighbours of each shard's rows among all rows (faiss per rank on
   the all-gathered features), global indices.
+- :func:`knn_graph`: this shard's rows of the one-process graph, from every shard's k-NN lists.
 - :func:`propagate`: block conjugate gradient on row-partitioned ``S``; one all-gather of the
   direction block per iteration (plus two all-reduces of C scalars).
 
@@ -35,7 +36,7 @@ from . import _kcenter as _kc
 from . import _knn as _kn
 from . import _propagate as _pr
 
-__all__ = ["is_writer", "kcenter", "knn", "propagate", "rank", "world_size"]
+__all__ = ["is_writer", "kcenter", "knn", "knn_graph", "propagate", "rank", "world_size"]
 
 _LANES = 16  # kcenter_ops::kLanes: sq_dist's partial sums
 _MEAN_BLOCK = 1024  # kcenter_ops::kMeanBlock: rows per block of the mean's column sums
@@ -134,14 +135,15 @@ def _agree(comm: _Comm, fn: Callable[[], Any], meta: Callable[[Any], list[int]],
     try:
         res, err, code = fn(), None, 0
         row = meta(res)
-    except (TypeError, ValueError) as e:
-        res, err, code, row = None, e, 1 if isinstance(e, TypeError) else 2, [0] * width
+    except Exception as e:  # noqa: BLE001  (any failure: the others must not wait for this rank)
+        code = 1 if isinstance(e, TypeError) else 2 if isinstance(e, ValueError) else 3
+        res, err, row = None, e, [0] * width
     table = comm.all_gather(np.asarray([code, *row], dtype=np.int64))
     if err is not None:
         raise err
     bad = np.flatnonzero(table[:, 0])
     if bad.size:
-        cls = TypeError if table[bad[0], 0] == 1 else ValueError
+        cls = {1: TypeError, 2: ValueError}.get(int(table[bad[0], 0]), RuntimeError)
         raise cls(f"{name}: refused on rank(s) {bad.tolist()} (see the error raised there)")
     return res, table[:, 1:]
 
@@ -593,6 +595,57 @@ def knn(local_features: Any, k: int, *, metric: str = "ip",
                          f"{sh.total} points in all), got {kk}")
     v, i = _knn_rows(xall, np.arange(sh.lo, sh.lo + sh.n, dtype=np.int64), kk, metric)
     return _restore(local_features, v), _restore(local_features, i)
+
+
+def _graph_local(sims: Any, idx: Any) -> tuple[np.ndarray, np.ndarray]:
+    v = _arrays.to_numpy(_host(sims), "local_sims")
+    i = _arrays.to_numpy(_host(idx), "local_indices")
+    if v.dtype.kind not in "iuf":
+        raise TypeError(f"local_sims: expected real similarities, got dtype {v.dtype}")
+    if i.dtype.kind not in "iu":
+        raise TypeError(f"local_indices: expected integer indices, got dtype {i.dtype}")
+    if v.ndim != 2 or i.shape != v.shape:
+        raise ValueError(f"local_sims, local_indices: expected two (n_r, k) arrays of the same "
+                         f"shape, got {v.shape} and {i.shape}")
+    return np.ascontiguousarray(v, np.float32), np.ascontiguousarray(i, np.int64)
+
+
+def knn_graph(local_sims: Any, local_indices: Any, *, k: int | None = None, gamma: float = 3.0,
+              mode: str = "reciprocal", group: Any = None) -> Any:
+    """This rank's rows of :func:`dalcore.knn_graph` built from every rank's k-NN lists.
+
+    Parameters
+    ----------
+    local_sims, local_indices : (n_r, k) arrays
+        This rank's lists, as :func:`knn` returns them (global indices).
+    k, gamma, mode
+        As :func:`dalcore.knn_graph`, the same on every rank.
+    group : torch.distributed ProcessGroup, optional
+        Default: the default group (none initialised: :func:`dalcore.knn_graph`).
+
+    Returns
+    -------
+    scipy.sparse.csr_array (n_r, N)
+        Rows ``[offset_r, offset_r + n_r)`` of the one-process graph, exactly: the lists are
+        all-gathered (N k (4 + 8) bytes on every rank) and every rank builds the whole graph
+        (reciprocity and the degrees of ``D^-1/2 W D^-1/2`` need both directions of an edge),
+        keeping its rows for :func:`propagate`.
+    """
+    from ._graph import knn_graph as one_process
+
+    if not _active(group):
+        return one_process((local_sims, local_indices), k=k, gamma=gamma, mode=mode)
+    comm = _Comm(group)
+    (v, i), table = _agree(comm, lambda: _graph_local(local_sims, local_indices),
+                           lambda r: [0, 0] if r is None else list(r[0].shape), "knn_graph")
+    counts = table[:, 0]
+    _same(table[counts > 0, 1], "local_sims (columns)")
+    width = int(table[counts > 0, 1][0]) if np.any(counts > 0) else 0
+    v, i = v.reshape(-1, width), i.reshape(-1, width)
+    sims, idx = comm.all_gather_rows(v, counts), comm.all_gather_rows(i, counts)
+    s = one_process((sims, idx), k=k, gamma=gamma, mode=mode)
+    lo = int(counts[: comm.rank].sum())
+    return s[lo : lo + int(counts[comm.rank])]
 
 
 # ---------------------------------------------------------------------------- propagate

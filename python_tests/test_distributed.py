@@ -128,6 +128,13 @@ def _propagate_cases(rank: int, world: int, out: dict) -> None:
         z, info = dd.propagate(s[lo:hi], lab[lo:hi], num_classes=c, return_info=True, **kw)
         out[f"prop/{case}"] = z
         out[f"propit/{case}"] = info.iterations
+    x = datasets()["digits"]
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    v, i = dd.knn(x[lo:hi], K)
+    for mode in ("reciprocal", "union"):
+        gm = dd.knn_graph(v, i, gamma=3.0, mode=mode)
+        out[f"graph/{mode}/indptr"], out[f"graph/{mode}/indices"] = gm.indptr, gm.indices
+        out[f"graph/{mode}/data"] = gm.data
     g = s[lo:hi]
     z = dd.propagate((torch.from_numpy(g.indptr), torch.from_numpy(g.indices),
                       torch.from_numpy(g.data)), torch.from_numpy(lab[lo:hi]), num_classes=c)
@@ -247,6 +254,31 @@ def test_knn_against_one_process_and_brute_force(runs, metric):
         np.testing.assert_array_equal(i[gap_ok], bi[gap_ok])
         np.testing.assert_array_equal(i[gap_ok], i1[gap_ok])
         assert gap_ok.mean() > 0.3
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("mode", ["reciprocal", "union"])
+def test_knn_graph_rows_equal_one_process(runs, mode):
+    """Each rank's rows equal the one-process graph's rows; against a float64 reference too."""
+    world, res = runs
+    x = datasets()["digits"]
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    rows = [sp.csr_array((res[r][f"graph/{mode}/data"], res[r][f"graph/{mode}/indices"],
+                          res[r][f"graph/{mode}/indptr"]),
+                         shape=(len(res[r][f"graph/{mode}/indptr"]) - 1, x.shape[0]))
+            for r in range(world)]
+    g = sp.vstack(rows, format="csr")
+    one = sp.csr_array(dalcore.knn_graph(dalcore.knn(x, K), mode=mode))
+    assert abs(g - one).max() == 0
+    # float64 reference: brute-force lists, W = max(0, s)^3, mutual (mean) or union (sum)
+    _, nn = _brute_knn(x, K, "ip")
+    s64 = x.astype(np.float64) @ x.astype(np.float64).T
+    a = np.zeros_like(s64)
+    np.put_along_axis(a, nn, np.maximum(np.take_along_axis(s64, nn, 1), 0) ** 3, 1)
+    w = (a + a.T) / 2 * ((a > 0) & (a.T > 0)) if mode == "reciprocal" else a + a.T
+    deg = w.sum(1)
+    dinv = np.where(deg > 0, 1 / np.sqrt(np.where(deg > 0, deg, 1)), 0)
+    np.testing.assert_allclose(g.toarray(), dinv[:, None] * w * dinv[None, :], atol=1e-5)
 
 
 @pytest.mark.timeout(900)
