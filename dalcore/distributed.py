@@ -196,14 +196,15 @@ def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _sq_dist(x: np.ndarray, q: np.ndarray, fused: bool) -> np.ndarray:
-    """Squared distances of the rows of ``x`` to ``q``, float32, bit-identical to the core's
+    """Squared distances of the rows of ``x`` to ``q`` (one row, or one per row of ``x``),
+    float32, bit-identical to the core's
     kcenter_ops::sq_dist: 16 lane sums over the dimensions in order (the tail into lanes 0, 1,
     ...), then the pairwise fold; ``fused``: each lane update is one fma (as the core's AVX-512
     clone compiles it), else a rounded product then a rounded sum."""
     n, d = x.shape
     m = -(-d // _LANES)
     t = np.zeros((n, m * _LANES), dtype=np.float32)
-    t[:, :d] = x - q[None, :]
+    t[:, :d] = x - q
     t = t.reshape(n, m, _LANES)
     acc = np.zeros((n, _LANES), dtype=np.float32)
     for j in range(m):  # zero padding adds exact zeros: the tail lanes as in the core
@@ -218,7 +219,8 @@ def _sq_dist_blocked(x: np.ndarray, q: np.ndarray, fused: bool) -> np.ndarray:
     step = max(1, (1 << 22) // max(1, x.shape[1]))
     out = np.empty(x.shape[0], dtype=np.float32)
     for lo in range(0, x.shape[0], step):  # bounded scratch: blocks of rows
-        out[lo : lo + step] = _sq_dist(x[lo : lo + step], q, fused)
+        qb = q[lo : lo + step] if q.ndim == 2 else q
+        out[lo : lo + step] = _sq_dist(x[lo : lo + step], qb, fused)
     return out
 
 
@@ -300,28 +302,9 @@ def _global_mean(comm: _Comm, sh: _Shard, d: int) -> np.ndarray:
     return (total / float(sh.total)).astype(np.float32)
 
 
-def _argmax_key(value: np.ndarray, centre: np.ndarray, lo: int) -> int:
-    """(max squared min-distance, lowest global index) of this shard as one int64 key, larger
-    for a better candidate: float32 bits (non-negative values order as integers) above the
-    complement of the index; -1 when the shard has no candidate."""
-    if value.size == 0:
-        return -1
-    v = np.where(centre, np.float32(-1.0), value)
-    i = int(np.argmax(v))  # first maximum: the lowest index
-    if v[i] < 0:
-        return -1
-    bits = int(v[i : i + 1].view(np.uint32)[0])
-    return (bits << 32) | (_LOW32 - (lo + i))
-
-
 def _decode(key: int) -> tuple[int, float]:
     bits = np.asarray([key >> 32], dtype=np.uint32)
     return _LOW32 - (key & _LOW32), float(bits.view(np.float32)[0])
-
-
-def _best(comm: _Comm, md: np.ndarray, centre: np.ndarray, lo: int) -> int:
-    key = np.asarray([_argmax_key(md, centre, lo)], dtype=np.int64)
-    return int(comm.all_reduce(key, "max")[0])
 
 
 def _row(comm: _Comm, sh: _Shard, i: int) -> np.ndarray:
@@ -419,66 +402,102 @@ def _labeled_rows(comm: _Comm, sh: _Shard, lab: np.ndarray) -> np.ndarray:
     return comm.all_reduce(rows)
 
 
-class _Screen:
-    """This shard's rows with bounds on the core's squared distances from one float32
-    matrix-vector product: the exact (core-rounded) sums are computed only for the rows the
-    bounds cannot settle, so a pick costs about one pass over the rows (BLAS), not an emulation
-    of the core's arithmetic on every row. Bounds: |fl(x.q) - x.q| <= gamma_d |x||q| for any
-    order of the float32 dot product, and the core's sum of d squared differences lies within a
-    relative (d + 8) 2^-23 of the exact value."""
+class _MinDist:
+    """This shard's squared min-distances to the centres, exact only where a pick needs them.
+
+    Every row keeps float64 bounds [lb, ub] on its min-distance, updated per centre from one
+    float32 matrix product (|fl(x.c) - x.c| <= gamma_d |x||c| in any summation order; the core's
+    sum of d squared differences lies within a relative (d + 8) 2^-23 of the exact value). The
+    exact, core-rounded min-distance is computed (and then kept up to date) only for the rows
+    that may be the farthest: those whose ub reaches the largest lb. A pick costs about one pass
+    over the rows (BLAS), not an emulation of the core's arithmetic on every row.
+    """
 
     def __init__(self, x: np.ndarray, fused: bool) -> None:
+        n, d = x.shape
         self.x, self.fused = x, fused
-        d = x.shape[1]
-        self.xx = np.zeros(x.shape[0], dtype=np.float64)
-        step = max(1, (1 << 20) // max(1, d))
-        for lo in range(0, x.shape[0], step):  # float64 squared norms, in blocks of rows
-            b = x[lo : lo + step].astype(np.float64)
-            self.xx[lo : lo + step] = np.einsum("ij,ij->i", b, b)
+        self.xx = np.zeros(n, dtype=np.float64)
+        self.step = max(1, (1 << 20) // max(1, d))
+        for lo in range(0, n, self.step):  # float64 squared norms, in blocks of rows
+            b = x[lo : lo + self.step].astype(np.float64)
+            self.xx[lo : lo + self.step] = np.einsum("ij,ij->i", b, b)
         self.gam = 2.0 * (d + 2) * 2.0**-24 + 1e-14
         self.rel = (d + 8) * 2.0**-23
+        self.lb = np.full(n, np.inf)
+        self.ub = np.full(n, np.inf)
+        self.ex = np.full(n, np.nan, dtype=np.float32)  # exact min-distance, NaN: not known
+        self.c = np.zeros((0, d), dtype=np.float32)
 
-    def bounds(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) float64 bounds on the core's sq_dist of every row to q."""
-        q64 = q.astype(np.float64)
-        qq = float(q64 @ q64)
-        approx = self.xx + qq - 2.0 * (self.x @ q).astype(np.float64)
-        err = self.gam * np.sqrt(self.xx * qq) + 1e-14 * (self.xx + qq)
+    def bounds(self, xx: np.ndarray, dots: np.ndarray, cc: np.ndarray):
+        """(lower, upper) bounds on the core's sq_dist from float32 dot products."""
+        approx = xx[:, None] + cc[None, :] - 2.0 * dots.astype(np.float64)
+        err = self.gam * np.sqrt(xx[:, None] * cc[None, :]) + 1e-14 * (xx[:, None] + cc)
         lo = np.maximum(approx - err, 0.0) * (1.0 - self.rel)
         return lo, (approx + err) * (1.0 + self.rel)
 
-    def fold(self, md: np.ndarray, q: np.ndarray) -> None:
-        """md = min(md, sq_dist(row, q)) with the core's rounding, in place."""
-        if md.size == 0:
-            return
-        lo, _ = self.bounds(q)
-        rows = np.flatnonzero(~(lo > md))  # the others keep md: their distance exceeds it
-        if rows.size:
-            md[rows] = np.minimum(md[rows], _sq_dist_blocked(self.x[rows], q, self.fused))
+    def add(self, rows: np.ndarray) -> None:
+        """Fold centres (m, d) into the bounds and into the known exact min-distances."""
+        c64 = rows.astype(np.float64)
+        cc = np.einsum("ij,ij->i", c64, c64)
+        cols = max(1, (1 << 22) // max(1, self.x.shape[0]))
+        for j in range(0, rows.shape[0], cols):  # (n x cols) bounds at a time
+            lo, hi = self.bounds(self.xx, self.x @ rows[j : j + cols].T, cc[j : j + cols])
+            np.minimum(self.lb, lo.min(axis=1), out=self.lb)
+            np.minimum(self.ub, hi.min(axis=1), out=self.ub)
+            known = np.flatnonzero(~np.isnan(self.ex))
+            if known.size:  # keep them exact: the centres that may lower them, exactly
+                r, q = np.nonzero(lo[known] <= self.ex[known, None])
+                self._lower(known[r], rows[j + q])
+        self.c = np.concatenate([self.c, rows])
+
+    def _lower(self, r: np.ndarray, q: np.ndarray) -> None:
+        if r.size:
+            v = _sq_dist_blocked(self.x[r], q, self.fused)
+            np.minimum.at(self.ex, r, v)
+
+    def exact(self, rows: np.ndarray) -> np.ndarray:
+        """The core-rounded min-distances of ``rows`` (computed once, then kept)."""
+        new = rows[np.isnan(self.ex[rows])]
+        if new.size:
+            c64 = self.c.astype(np.float64)
+            lo, _ = self.bounds(self.xx[new], self.x[new] @ self.c.T,
+                                np.einsum("ij,ij->i", c64, c64))
+            r, q = np.nonzero(lo <= self.ub[new, None])  # the others exceed the minimum
+            self.ex[new] = np.inf
+            self._lower(new[r], self.c[q])
+        return self.ex[rows]
+
+    def best(self, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, exact min-distances) of the non-centre rows that may be the farthest."""
+        free = np.flatnonzero(~centre)
+        if free.size == 0:
+            return free, np.zeros(0, dtype=np.float32)
+        rows = free[self.ub[free] >= self.lb[free].max()]
+        return rows, self.exact(rows)
 
     def farthest(self, q: np.ndarray) -> np.ndarray:
         """sq_dist to q (core rounding) for the rows that may be the farthest, -1 elsewhere."""
         out = np.full(self.x.shape[0], -1.0, dtype=np.float32)
         if out.size:
-            lo, hi = self.bounds(q)
-            rows = np.flatnonzero(hi >= lo.max())
+            q64 = q.astype(np.float64)
+            lo, hi = self.bounds(self.xx, (self.x @ q)[:, None], np.asarray([q64 @ q64]))
+            rows = np.flatnonzero(hi[:, 0] >= lo[:, 0].max())
             out[rows] = _sq_dist_blocked(self.x[rows], q, self.fused)
         return out
 
 
 def _traverse(comm: _Comm, sh: _Shard, budget: int, lab: np.ndarray, fused: bool,
               want_radius: bool) -> tuple[np.ndarray, float]:
-    scr = _Screen(sh.x, fused)
-    md = np.full(sh.n, np.inf, dtype=np.float32)
+    md = _MinDist(sh.x, fused)
     centre = np.zeros(sh.n, dtype=bool)
     if lab.size:
-        for row in _labeled_rows(comm, sh, lab):
-            scr.fold(md, row)
+        md.add(_labeled_rows(comm, sh, lab))
         mine = (lab >= sh.lo) & (lab < sh.lo + sh.n)
         centre[lab[mine] - sh.lo] = True
         key = _best(comm, md, centre, sh.lo)
     else:
-        key = _best(comm, scr.farthest(_global_mean(comm, sh, sh.x.shape[1])), centre, sh.lo)
+        far = md.farthest(_global_mean(comm, sh, sh.x.shape[1]))
+        key = _best_of(comm, np.arange(sh.n), far, sh.lo)
     picks = np.empty(budget, dtype=np.int64)
     for t in range(budget):
         c, _ = _decode(key)
@@ -486,17 +505,28 @@ def _traverse(comm: _Comm, sh: _Shard, budget: int, lab: np.ndarray, fused: bool
         if sh.lo <= c < sh.lo + sh.n:
             centre[c - sh.lo] = True
         if t + 1 < budget or want_radius:
-            key = _update(comm, sh, scr, md, centre, c)
+            md.add(_row(comm, sh, c)[None, :])
+            key = _best(comm, md, centre, sh.lo)
     if not want_radius:
         return picks, 0.0
     return picks, float(np.sqrt(np.float64(max(_decode(key)[1], 0.0)))) if key >= 0 else 0.0
 
 
-def _update(comm: _Comm, sh: _Shard, scr: _Screen, md: np.ndarray, centre: np.ndarray,
-            c: int) -> int:
-    """Fold pick c into this shard's min-distances; the next pick's key (all-reduced)."""
-    scr.fold(md, _row(comm, sh, c))
-    return _best(comm, md, centre, sh.lo)
+def _best(comm: _Comm, md: _MinDist, centre: np.ndarray, lo: int) -> int:
+    rows, values = md.best(centre)
+    return _best_of(comm, rows, values, lo)
+
+
+def _best_of(comm: _Comm, rows: np.ndarray, values: np.ndarray, lo: int) -> int:
+    """The all-reduced key of the best (value, lowest global index) over every rank's
+    candidates ``rows`` (increasing local indices) with their exact ``values`` (< 0: none)."""
+    key = -1
+    if values.size:
+        i = int(np.argmax(values))  # first maximum: the lowest index
+        if values[i] >= 0:
+            bits = int(values[i : i + 1].view(np.uint32)[0])
+            key = (bits << 32) | (_LOW32 - (lo + int(rows[i])))
+    return int(comm.all_reduce(np.asarray([key], dtype=np.int64), "max")[0])
 
 
 # ---------------------------------------------------------------------------- knn
