@@ -1,7 +1,7 @@
 """dalcore.distributed on this machine: kcenter time per pick and propagate time per CG iteration,
 gloo, W processes spawned here, against the one-process kernels (medians of --repeats).
 
-    PYTHONPATH=. python benches/bench_distributed.py --world 1,2 --n 100000 --d 128
+    PYTHONPATH=. python benches/bench_distributed.py --world 1,2 --n 100000 --d 128 --budget 200
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--world", default="1,2")
     p.add_argument("--n", type=int, default=100000)
     p.add_argument("--d", type=int, default=128)
-    p.add_argument("--budget", type=int, default=20)
+    p.add_argument("--budget", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     import torch.multiprocessing as mp
