@@ -130,7 +130,7 @@ def _agree(comm: _Comm, fn: Callable[[], Any], meta: Callable[[Any], list[int]],
            name: str) -> tuple[Any, np.ndarray]:
     """Run the local validation ``fn`` on every rank, then exchange in one all-gather whether it
     passed and ``meta(result)`` (a fixed-length list of int64). Raises on every rank when any
-    rank failed: the failing rank its own error, the others a ValueError naming it."""
+    rank failed: the failing rank its own error, the others one of the same kind naming it."""
     width = len(meta(None))
     try:
         res, err, code = fn(), None, 0

@@ -106,6 +106,8 @@ def _kcenter_cases(rank: int, world: int, out: dict) -> None:
             picks, radius = dd.kcenter(local, BUDGET, lab, return_radius=True)
             out[f"kc/{name}/{lname}"] = picks
             out[f"kcr/{name}/{lname}"] = np.float64(radius)
+        if name == "duplicates":  # 40 distinct rows: the last picks are exact ties at 0
+            out["kc0/duplicates"] = dd.kcenter(local, 45, return_radius=True)[0]
         t = dd.kcenter(torch.from_numpy(local), 5)
         out[f"kct/{name}"] = t.numpy()
         if name in ("gauss", "digits"):
@@ -206,6 +208,18 @@ def test_kcenter_picks_equal_one_process(runs):
                 got = res[r][f"kc/{name}/{lname}"]
                 np.testing.assert_array_equal(got, ref, err_msg=f"{name}/{lname} rank {r}")
                 assert float(res[r][f"kcr/{name}/{lname}"]) == ref_r, (name, lname, r)
+
+
+@pytest.mark.timeout(900)
+def test_kcenter_exact_ties_go_to_the_lowest_global_index(runs):
+    world, res = runs
+    x = datasets()["duplicates"]
+    ref = dalcore.kcenter(x, 45)
+    uniq = np.unique(x, axis=0).shape[0]
+    assert uniq == 40
+    for r in range(world):
+        np.testing.assert_array_equal(res[r]["kc0/duplicates"], ref)
+    check_greedy(x, ref)  # the float64 replay also checks the zero-distance ties go low
 
 
 @pytest.mark.timeout(900)
