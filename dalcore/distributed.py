@@ -883,3 +883,96 @@ def _block_cg(comm: _Comm, sh: _Shard, g: Any, lab: np.ndarray, x0: Any,
     if np.any(state == 2):
         _pr._check_breakdown(int(np.sum(state == 2)))
     return x.astype(np.float32), _pr.PropagateInfo(iters, relres.astype(np.float64))
+
+
+# ---------------------------------------------------------------------------- the experiment driver
+# `torchrun -m dalcore run`: one process per device, DDP training, the pool's features extracted
+# by shards, one process (rank 0) writing. These helpers are all the driver code needs.
+def join_from_env(device: Any) -> Any:
+    """Join the process group torchrun describes (WORLD_SIZE > 1) and return this rank's device.
+
+    gloo for a CPU device, NCCL for CUDA (one GPU per process: ``cuda:LOCAL_RANK``). Without
+    torchrun (or with one process) nothing happens and ``device`` is returned as it is.
+    """
+    import os
+
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    device = torch.device(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist = _dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def barrier(group: Any = None) -> None:
+    """Wait for every rank (nothing when not distributed)."""
+    if world_size(group) > 1:
+        _dist().barrier(group=group)
+
+
+def broadcast_object(obj: Any, src: int = 0, group: Any = None) -> Any:
+    """``obj`` of rank ``src`` on every rank (pickled; for small things such as paths)."""
+    if world_size(group) <= 1:
+        return obj
+    box = [obj]
+    _dist().broadcast_object_list(box, src=src, group=group)
+    return box[0]
+
+
+def wrap_ddp(model: Any) -> Any:
+    """``model`` in DistributedDataParallel when distributed (else ``model`` itself)."""
+    if world_size() <= 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    dev = next(model.parameters()).device
+    return DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
+
+
+def sync_buffers(model: Any) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank: the ranks of a DDP run
+    hold the same parameters but each updated its statistics with its own batch slices."""
+    if world_size() <= 1:
+        return
+    for b in model.buffers():
+        _dist().broadcast(b.data, src=0)
+
+
+def batch_slice(size: int) -> Any:
+    """(rows, scale) of this rank in a global batch of ``size``, or None when not distributed.
+
+    rows: this rank's contiguous share (rank order) as an int64 array; scale: the world size, so
+    that DDP's mean of the ranks' gradients of ``scale * (sum of the rows' loss terms) / size``
+    is the gradient of the global batch's mean loss. A rank left without a row gets row 0 and
+    scale 0 (it still runs the forward and backward DDP expects from every rank)."""
+    w = world_size()
+    if w <= 1:
+        return None
+    r = rank()
+    lo, hi = r * size // w, (r + 1) * size // w
+    if hi > lo:
+        return np.arange(lo, hi, dtype=np.int64), float(w)
+    return np.zeros(1, dtype=np.int64), 0.0
+
+
+def shard_rows(n: int) -> tuple[int, int]:
+    """This rank's contiguous share [lo, hi) of n rows (all of them when not distributed)."""
+    w, r = world_size(), rank()
+    return r * n // w, (r + 1) * n // w
+
+
+def gather_rows(t: Any) -> Any:
+    """Every rank's rows of the CPU tensor ``t`` concatenated in rank order (t itself when
+    not distributed); the ranks' row counts may differ."""
+    if world_size() <= 1:
+        return t
+    comm = _Comm(None)
+    counts = comm.all_gather(np.asarray([t.shape[0]], dtype=np.int64))[:, 0]
+    out = comm.all_gather_rows(t.detach().cpu().numpy(), counts)
+    return _arrays.torch_module().from_numpy(out)

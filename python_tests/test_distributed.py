@@ -385,3 +385,76 @@ def test_without_process_group_is_one_process():
     x = datasets()["digits"]
     assert dd.world_size() == 1 and dd.rank() == 0 and dd.is_writer()
     assert dd.kcenter(x, 10).tolist() == dalcore.kcenter(x, 10).tolist()
+
+
+# ------------------------------------------------------------------ `torchrun -m dalcore run`
+def _descendant_with_rank(root: int, rank: int) -> int | None:
+    """The pid of the process below ``root`` whose environment says RANK=<rank>."""
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(p.name))
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        try:
+            env = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return pid
+        todo.extend(children.get(pid, []))
+    return None
+
+
+def _torchrun_cmd(out: Path) -> list[str]:
+    import sys
+
+    from _run_helpers import tiny_args
+
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+            "2", "-m", "dalcore", *tiny_args(out, methods="random,coreset")]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_torchrun_dalcore_run_resumes_after_kill_9_of_one_rank(tmp_path):
+    """`torchrun --nproc-per-node 2 -m dalcore run --device cpu` on digits; rank 1 is killed
+    with SIGKILL after the first checkpoint; the same command then finishes the run, and its
+    results equal those of an uninterrupted 2-process run (rank 0 wrote them all, once)."""
+    import signal
+    import subprocess
+    import time
+
+    from _run_helpers import read_rows, without_seconds
+
+    repo = Path(dalcore.__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    ref = tmp_path / "reference"
+    proc = subprocess.run(_torchrun_cmd(ref) + ["--device", "cpu"], env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = without_seconds(read_rows(ref / "results.csv"))
+    assert len(expected) == 4  # 2 methods x 2 cycles, each written once
+
+    out = tmp_path / "killed"
+    cmd = _torchrun_cmd(out) + ["--device", "cpu"]
+    run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list((out / "checkpoints").glob("*.json")) and time.monotonic() < deadline:
+        assert run.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    victim = _descendant_with_rank(run.pid, 1)
+    assert victim is not None, "rank 1 not found"
+    os.kill(victim, signal.SIGKILL)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode != 0, "torchrun should fail when a rank is killed"
+    done_before = len(read_rows(out / "results.csv"))
+    assert done_before < 4
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert without_seconds(read_rows(out / "results.csv")) == expected
