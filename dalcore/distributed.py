@@ -976,3 +976,27 @@ def gather_rows(t: Any) -> Any:
     counts = comm.all_gather(np.asarray([t.shape[0]], dtype=np.int64))[:, 0]
     out = comm.all_gather_rows(t.detach().cpu().numpy(), counts)
     return _arrays.torch_module().from_numpy(out)
+
+
+def propagate_pool(features: Any, labels: np.ndarray, *, k: int, gamma: float, mode: str,
+                   num_classes: int, alpha: float, max_iter: int, x0: Any = None) -> Any:
+    """SEMI's k-NN graph and label propagation on the whole pool, sharded over the ranks.
+
+    Every rank holds all ``features`` (N, d) and ``labels`` (N,); each takes its contiguous rows,
+    runs :func:`knn`, :func:`knn_graph` and :func:`propagate` on them, and the rows of Z are
+    all-gathered. Returns ``(Z, info)`` with Z (N, C) the same on every rank (numpy, or torch
+    on the device of ``features``): the one-process result within float rounding.
+    """
+    feats = _host(features)
+    feats = feats.numpy() if _arrays.is_torch(feats) else np.asarray(feats)
+    lo, hi = shard_rows(int(feats.shape[0]))
+    v, i = knn(feats[lo:hi], k)
+    s = knn_graph(v, i, k=k, gamma=gamma, mode=mode)
+    x0l = None
+    if x0 is not None:
+        x0h = _host(x0)
+        x0l = (x0h.numpy() if _arrays.is_torch(x0h) else np.asarray(x0h))[lo:hi]
+    z, info = propagate(s, np.asarray(labels)[lo:hi], num_classes=num_classes, alpha=alpha,
+                        max_iter=max_iter, x0=x0l, return_info=True)
+    zt = gather_rows(_arrays.torch_module().from_numpy(np.ascontiguousarray(z)))
+    return _restore(features, zt.numpy()), info

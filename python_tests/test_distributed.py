@@ -137,6 +137,10 @@ def _propagate_cases(rank: int, world: int, out: dict) -> None:
         gm = dd.knn_graph(v, i, gamma=3.0, mode=mode)
         out[f"graph/{mode}/indptr"], out[f"graph/{mode}/indices"] = gm.indptr, gm.indices
         out[f"graph/{mode}/data"] = gm.data
+    lab_all = digits_problem()[1]
+    zp, _ = dd.propagate_pool(x, lab_all, k=K, gamma=3.0, mode="reciprocal", num_classes=c,
+                              alpha=0.99, max_iter=20)
+    out["prop/pool"] = zp
     g = s[lo:hi]
     z = dd.propagate((torch.from_numpy(g.indptr), torch.from_numpy(g.indices),
                       torch.from_numpy(g.data)), torch.from_numpy(lab[lo:hi]), num_classes=c)
@@ -318,6 +322,9 @@ def test_propagate_within_1e5_of_one_process(runs):
         for r in range(world):
             it = res[r][f"propit/{case}"]  # a column ending next to tol may take one more
             assert np.abs(it - info.iterations).max() <= 1, (case, it, info.iterations)
+    for r in range(world):  # SEMI's sharded graph + solve: the whole Z on every rank
+        np.testing.assert_allclose(res[r]["prop/pool"], dalcore.propagate(s, lab, num_classes=c),
+                                   rtol=0, atol=1e-4)
     zt = np.concatenate([res[r]["prop/triple"] for r in range(world)])
     np.testing.assert_allclose(zt, dalcore.propagate(s, lab, num_classes=c), rtol=0, atol=1e-4)
 
