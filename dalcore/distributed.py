@@ -41,6 +41,7 @@ __all__ = ["is_writer", "kcenter", "knn", "knn_graph", "propagate", "rank", "wor
 _LANES = 16  # kcenter_ops::kLanes: sq_dist's partial sums
 _MEAN_BLOCK = 1024  # kcenter_ops::kMeanBlock: rows per block of the mean's column sums
 _LOW32 = (1 << 32) - 1
+_SYMMETRY_RTOL = 1e-4  # the core's randomised symmetry test tolerance (kSymmetryRtol)
 
 
 # ---------------------------------------------------------------------------- group helpers
@@ -361,8 +362,8 @@ def kcenter(local_features: Any, budget: int, labeled: Any = None, *, return_rad
     comm = _Comm(group)
     (x, b, lab), table = _agree(
         comm, lambda: _kcenter_local(local_features, budget, labeled),
-        lambda r: [0] * 5 if r is None else [r[0].shape[0], r[0].shape[1], r[1], r[2].size,
-                                             zlib.crc32(r[2].tobytes())],
+        lambda r: [0] * 6 if r is None else [r[0].shape[0], r[0].shape[1], r[1], r[2].size,
+                                             zlib.crc32(r[2].tobytes()), _amax_bits(r[0])],
         "kcenter")
     counts, dims = table[:, 0], table[:, 1]
     _same(table[:, 2], "budget")
@@ -370,11 +371,19 @@ def kcenter(local_features: Any, budget: int, labeled: Any = None, *, return_rad
     _same(dims[counts > 0], "local_features (columns)")
     if x.shape[0] == 0 and np.any(counts > 0):  # an empty shard takes the others' width
         x = np.zeros((0, int(dims[counts > 0][0])), dtype=np.float32)
-    sh = _Shard(x, counts, comm.rank)
+    # As dalcore.kcenter: features of extreme magnitude scaled by a power of two (exact), from
+    # the largest magnitude of all shards.
+    e = _kc._scale_exponent(float(np.int64(table[:, 5].max()).view(np.float64)), x.shape[1])
+    sh = _Shard(np.ldexp(x, -e).astype(np.float32) if e else x, counts, comm.rank)
     _check_kcenter_sizes(sh, b, lab)
     picks, radius = _traverse(comm, sh, b, lab, core_uses_fma(), bool(return_radius))
     out = _restore(local_features, picks)
-    return (out, radius) if return_radius else out
+    return (out, float(np.ldexp(radius, e))) if return_radius else out
+
+
+def _amax_bits(x: np.ndarray) -> int:
+    """The largest magnitude of x as the int64 bits of a float64 (ordered as integers)."""
+    return _bits(float(np.abs(x).max())) if x.size else 0
 
 
 def _check_kcenter_sizes(sh: _Shard, b: int, lab: np.ndarray) -> None:
@@ -820,10 +829,10 @@ def _check_symmetric(comm: _Comm, sh: _Shard, g: Any) -> None:
     part = np.asarray([ul @ sv, vl @ su, sv @ sv, su @ su], dtype=np.float64)
     uv, vu, svn, sun = comm.all_reduce(part)
     scale = float(np.linalg.norm(u) * np.sqrt(svn) + np.linalg.norm(v) * np.sqrt(sun))
-    if abs(uv - vu) > _pr._SYMMETRY_RTOL * scale:
+    if abs(uv - vu) > _SYMMETRY_RTOL * scale:
         raise ValueError("local_graph: expected a symmetric affinity S (S == S.T); a randomised "
                          f"test found |u'Sv - v'Su| = {abs(uv - vu):.3g} > "
-                         f"{_pr._SYMMETRY_RTOL:g} * {scale:.3g}")
+                         f"{_SYMMETRY_RTOL:g} * {scale:.3g}")
 
 
 def _class_counts(comm: _Comm, lab: np.ndarray, c: int) -> np.ndarray:

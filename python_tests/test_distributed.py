@@ -54,6 +54,8 @@ def datasets() -> dict[str, np.ndarray]:
                       + 0.3 * rng.standard_normal((260, 24))).astype(np.float32),
         "duplicates": rng.standard_normal((40, 8)).astype(np.float32)[rng.integers(0, 40, 250)],
         "digits": load_digits().data.astype(np.float32),
+        # magnitudes at which dalcore.kcenter rescales by a power of two
+        "tiny": (rng.standard_normal((200, 20)) * 1e-25).astype(np.float32),
     }
     if FASHION.exists():
         with gzip.open(FASHION, "rb") as f:
