@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .loop import StepSettings, fit, pretrained_backbone, select
 from .presets import PRESETS, Preset, get_preset
 
@@ -694,7 +695,9 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
                             graph=cfg.graph, class_balance=cfg.class_balance,
                             progress=cfg.progress)
     data, fingerprint = _load_data(cfg, preset)
-    device = resolve_device(cfg.device)
+    device = distributed.join_from_env(resolve_device(cfg.device))  # torchrun: this rank's
+    if distributed.world_size() > 1:
+        cfg = _distributed_config(cfg)
     config_doc = {
         "config": cfg.result_fields(),
         "preset": preset.as_dict(),
@@ -705,8 +708,7 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
             "num_classes": int(data.num_classes), "device": str(device),
         },
     }
-    out = _prepare_out(cfg, config_doc)
-    results = _Results(out / "results.csv")
+    out, results = _prepare_outputs(cfg, config_doc)
     wanted = {(m, r, c) for m in cfg.methods for r in range(cfg.repeats) for c in range(cfg.cycles)}
     _log(cfg, f"writing to {out} ({len(results.done & wanted)} of the {len(wanted)} cycles "
               f"already done); after an interruption, run the same command with --out {out} "
@@ -724,6 +726,9 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
             run.repetition(repeat)
     finally:
         bar.close()
+    distributed.barrier()
+    if not distributed.is_writer():
+        return out
     try:
         table = report.write_report([out], out)
     except ValueError as e:  # every cycle is saved: only the report is missing
@@ -733,6 +738,43 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
         print(table)
         print(f"outputs in {out}")
     return out
+
+
+def _distributed_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Under torchrun: PRE is refused (its backbone cache is not shared yet); the ranks other
+    than 0 neither print nor show progress."""
+    if cfg.pretrain:
+        raise ExperimentError("--pretrain: not supported under torchrun yet (run it in one "
+                              "process)")
+    if distributed.is_writer():
+        return cfg
+    return dataclasses.replace(cfg, verbose=False, progress=False)
+
+
+class _NoResults:
+    """results.csv as the ranks other than 0 see it: they write nothing."""
+
+    done: set = set()
+
+    def append(self, row: dict[str, Any]) -> None:
+        pass
+
+
+def _prepare_outputs(cfg: ExperimentConfig, config_doc: dict[str, Any]) -> tuple[Path, Any]:
+    """The output folder and results.csv, made (or checked) by rank 0 alone; every rank gets
+    the folder, or the error rank 0 raised."""
+    out, err = None, None
+    if distributed.is_writer():
+        try:
+            out = _prepare_out(cfg, config_doc)
+        except ExperimentError as e:
+            err = str(e)
+    out, err = distributed.broadcast_object((out, err))
+    if err is not None:
+        raise ExperimentError(err)
+    results = _Results(out / "results.csv") if distributed.is_writer() else _NoResults()
+    distributed.barrier()  # config.json and results.csv exist before any rank goes on
+    return out, results
 
 
 class _Runner:
@@ -826,7 +868,7 @@ class _Runner:
         )
         acc = float(evaluate(fitted.model, data.x_test, data.y_test, device=self.device))
         self._log_propagation(fitted.refresh)
-        if cfg.save_models:
+        if cfg.save_models and distributed.is_writer():
             self._save_model(fitted.model, method, repeat, cycle)
         next_labeled, next_pseudo = labeled, None
         pool = np.setdiff1d(np.arange(len(self.y_train), dtype=np.int64), labeled)
@@ -865,8 +907,9 @@ class _Runner:
     def _commit(self, state: _State, row: dict[str, Any], seconds: float) -> None:
         """Checkpoint, then the results row (the test seam may strike in between)."""
         cfg = self.cfg
-        _atomic_write_text(_checkpoint_path(self.out, state.method, state.repeat),
-                           state.to_json())
+        if distributed.is_writer():  # rank 0 writes; the others hold the same state
+            _atomic_write_text(_checkpoint_path(self.out, state.method, state.repeat),
+                               state.to_json())
         self.finished_here += 1
         if _commit_hook is not None:
             _commit_hook("checkpoint", self.finished_here)
@@ -875,7 +918,7 @@ class _Runner:
         _log(cfg, f"{state.method:<12} repeat {state.repeat}  cycle {row['cycle']}  "
                   f"labels {row['labels']:>5}  accuracy {100 * float(row['accuracy']):6.2f}%  "
                   f"{seconds:7.1f} s")
-        if self.on_row is not None:
+        if self.on_row is not None and distributed.is_writer():
             self.on_row(row)
         if _commit_hook is not None:
             _commit_hook("row", self.finished_here)

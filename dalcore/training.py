@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from ._arrays import as_index_vector, check_float, check_int
 
 __all__ = [
@@ -319,13 +320,21 @@ def train_model(
     t0 = time.perf_counter()
     semi: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    def step(t: float, xb: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]
-             ) -> torch.Tensor:
+    net = distributed.wrap_ddp(model)  # DDP under torchrun: each rank a slice of every batch
+
+    def step(t: float, xb: torch.Tensor, loss_fn: Callable[..., torch.Tensor]) -> torch.Tensor:
         lr = lr_at(cfg, t)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        logits, _ = model(augment(xb))
-        loss = loss_fn(logits)
+        xa = augment(xb)  # the whole batch on every rank: the same draws as one process
+        share = distributed.batch_slice(int(xa.shape[0]))
+        if share is None:
+            logits, _ = model(xa)
+            loss = loss_fn(logits)
+        else:
+            rows = torch.from_numpy(share[0]).to(xa.device)
+            logits, _ = net(xa[rows])
+            loss = loss_fn(logits, rows, share[1])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -374,8 +383,10 @@ def train_model(
                     yl, wl = base_y[lsel], base_w[lsel]
                     yp, wp = p_y[psel], p_w[psel]
 
-                    def loss_fn(logits: torch.Tensor, nl=nl, yl=yl, wl=wl, yp=yp, wp=wp
-                                ) -> torch.Tensor:
+                    def loss_fn(logits: torch.Tensor, rows: Any = None, scale: float = 1.0,
+                                nl=nl, yl=yl, wl=wl, yp=yp, wp=wp) -> torch.Tensor:
+                        if rows is not None:  # this rank's slice of the batch (DDP)
+                            return _share_semi(logits, rows, scale, yl, wl, yp, wp)
                         ce_l = F.cross_entropy(logits[:nl], yl, reduction="none")
                         ce_p = F.cross_entropy(logits[nl:], yp, reduction="none")
                         return (wl * ce_l).mean() + (wp * ce_p).mean()
@@ -395,7 +406,11 @@ def train_model(
                     sel = order[it * cfg.batch_size:(it + 1) * cfg.batch_size]
                     yb, wb = base_y[sel], base_w[sel]
 
-                    def loss_fn(logits: torch.Tensor, yb=yb, wb=wb) -> torch.Tensor:
+                    def loss_fn(logits: torch.Tensor, rows: Any = None, scale: float = 1.0,
+                                yb=yb, wb=wb) -> torch.Tensor:
+                        if rows is not None:  # this rank's slice of the batch (DDP)
+                            ce = F.cross_entropy(logits, yb[rows], reduction="none")
+                            return scale * (wb[rows] * ce).sum() / yb.numel()
                         return (wb * F.cross_entropy(logits, yb, reduction="none")).mean()
 
                     loss_sum += step(epoch + it / iters, x_all[base_idx_d[sel]], loss_fn)
@@ -409,8 +424,18 @@ def train_model(
             if progress:
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
         bar.close()
+    distributed.sync_buffers(model)  # the ranks' BatchNorm statistics: rank 0's
     history["seconds"] = time.perf_counter() - t0
     return history
+
+
+def _share_semi(logits: torch.Tensor, rows: torch.Tensor, scale: float, yl: torch.Tensor,
+                wl: torch.Tensor, yp: torch.Tensor, wp: torch.Tensor) -> torch.Tensor:
+    """A rank's share of the semi-supervised batch loss mean(wl ce_l) + mean(wp ce_p): its rows
+    (labelled first, then pseudo-labelled, as in the batch) each weighted by its half's size."""
+    y, w = torch.cat([yl, yp])[rows], torch.cat([wl, wp])[rows]
+    div = torch.where(rows < yl.numel(), float(yl.numel()), float(yp.numel()))
+    return scale * (w * F.cross_entropy(logits, y, reduction="none") / div).sum()
 
 
 def _batches(model: nn.Module, x: torch.Tensor, device: Any, batch_size: int,
@@ -442,6 +467,21 @@ def extract(
     """
     if indices is not None:
         indices = as_index_vector(indices, "indices", int(x.shape[0]), unique=False)
+    if distributed.world_size() > 1:  # under torchrun: each rank a shard, then all-gathered
+        distributed.sync_buffers(model)
+        n = int(x.shape[0]) if indices is None else int(indices.size)
+        lo, hi = distributed.shard_rows(n)
+        mine = np.arange(lo, hi, dtype=np.int64) if indices is None else indices[lo:hi]
+        probs, feats = _extract_rows(model, x, device, batch_size, mine)
+        return distributed.gather_rows(probs), distributed.gather_rows(feats)
+    return _extract_rows(model, x, device, batch_size, indices)
+
+
+def _extract_rows(model: nn.Module, x: torch.Tensor, device: Any, batch_size: int,
+                  indices: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if indices is not None and indices.size == 0:  # an empty shard: the shapes of one row
+        p, f = _extract_rows(model, x, device, batch_size, np.zeros(1, dtype=np.int64))
+        return p[:0], f[:0]
     was_training = model.training
     model.eval()
     probs, feats = [], []

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
+
 __all__ = ["LabelPropagationRefresh", "PropagationResult", "make_refresh", "propagate_labels"]
 
 _MODES = ("reciprocal", "union")
@@ -126,11 +128,15 @@ def propagate_labels(features: Any, labeled: np.ndarray, labeled_y: np.ndarray, 
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    knn = dalcore.knn(features, kk, metric="ip")
-    _sync(knn[0])
-    t1 = time.perf_counter()
-    graph = dalcore.knn_graph(knn, k=kk, gamma=gamma, mode=mode)
-    _sync(graph[0] if isinstance(graph, tuple) else None)
+    graph = None
+    if distributed.world_size() <= 1:  # (under torchrun, built by shards with the solve)
+        knn = dalcore.knn(features, kk, metric="ip")
+        _sync(knn[0])
+        t1 = time.perf_counter()
+        graph = dalcore.knn_graph(knn, k=kk, gamma=gamma, mode=mode)
+        _sync(graph[0] if isinstance(graph, tuple) else None)
+    else:
+        t1 = t0
     t2 = time.perf_counter()
 
     # dalcore.propagate needs a labeled example of every class it solves for: classes absent
@@ -146,8 +152,13 @@ def propagate_labels(features: Any, labeled: np.ndarray, labeled_y: np.ndarray, 
         y_in = torch.from_numpy(y).to(features.device)
     if x0 is not None and not full:
         x0 = x0[:, torch.from_numpy(present).to(x0.device) if is_torch else present]
-    out = dalcore.propagate(graph, y_in, num_classes=int(present.size), alpha=float(alpha),
-                            max_iter=int(iters), x0=x0, return_info=True)
+    if distributed.world_size() > 1:  # under torchrun: graph and solve sharded over the ranks
+        out = distributed.propagate_pool(features, y, k=kk, gamma=gamma, mode=mode,
+                                         num_classes=int(present.size), alpha=float(alpha),
+                                         max_iter=int(iters), x0=x0)
+    else:
+        out = dalcore.propagate(graph, y_in, num_classes=int(present.size), alpha=float(alpha),
+                                max_iter=int(iters), x0=x0, return_info=True)
     Z, info = out if isinstance(out, tuple) else (out, None)
     if not full:
         if is_torch:
