@@ -26,6 +26,7 @@ def check_greedy(x: np.ndarray, picks: np.ndarray, labeled=None) -> np.ndarray:
     n = x.shape[0]
     picks = np.asarray(picks)
     assert picks.dtype == np.int64
+    assert picks.size > 0, "no pick to check: a replay of zero picks proves nothing"
     lab = [] if labeled is None else [int(i) for i in labeled]
     assert len(set(picks.tolist())) == picks.size, "a point was picked twice"
     assert not set(picks.tolist()) & set(lab), "a labeled point was picked"

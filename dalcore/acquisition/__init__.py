@@ -8,7 +8,6 @@ set and the pool, shared by every strategy called on it. Ties break to the lowes
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Callable
 
 from ._base import AcquisitionContext, Selection, check_budget, entropy
@@ -55,6 +54,4 @@ def get_strategy(name: str) -> Strategy:
 
 # Importing the modules registers them.
 for _mod in ("random", "uncertainty", "coreset", "ceal", "jlp", "typiclust", "probcover"):
-    if _mod == "jlp" and importlib.util.find_spec(f"{__name__}.jlp") is None:
-        continue  # provided by the semi-supervised side
     importlib.import_module(f"{__name__}.{_mod}")
