@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 __all__ = ["SCHEMA_VERSION", "Project", "ProjectError", "LABEL_SOURCES"]
 
 #: Version of the database layout; a database written by a newer dalcore is refused.
@@ -360,14 +358,20 @@ class Project:
                                 [(qid, r, *it) for r, it in enumerate(items)])
 
     def counts(self) -> dict:
-        """Numbers shown to the user: images, unreadable files, labeled images by class."""
-        imgs = self.images()
-        present = {im.id for im in imgs}
-        labels = self.current_labels()
-        per_class = np.bincount([c for i, c in labels.items() if i in present],
-                                minlength=len(self.classes()))
-        return {"images": len(imgs), "unreadable": len(self.unreadable()),
-                "labeled": int(per_class.sum()), "per_class": [int(v) for v in per_class]}
+        """Numbers shown to the user: images, unreadable files, labeled images by class (SQL
+        aggregates: cheap enough to answer every label the page sends)."""
+        present = ("i.status = 'ok' AND EXISTS (SELECT 1 FROM files f WHERE f.image_id = i.id)")
+        n_images = self.db.execute(f"SELECT COUNT(*) FROM images i WHERE {present}").fetchone()
+        unreadable = self.db.execute(
+            "SELECT COUNT(*) FROM files f JOIN images i ON i.id = f.image_id "
+            "WHERE i.status != 'ok'").fetchone()
+        per_class = [0] * len(self.classes())
+        for c, n in self.db.execute(
+                f"SELECT cur.class_id, COUNT(*) FROM ({_CURRENT}) cur JOIN images i "
+                f"ON i.id = cur.image_id WHERE {present} GROUP BY cur.class_id"):
+            per_class[int(c)] = int(n)
+        return {"images": int(n_images[0]), "unreadable": int(unreadable[0]),
+                "labeled": sum(per_class), "per_class": per_class}
 
 
 @contextmanager
