@@ -53,6 +53,17 @@ def _normalised_pixels(folder: Path, paths: list[str]) -> np.ndarray:
     return x.reshape(len(paths), -1)
 
 
+def _row_order(proj: Path) -> list[str]:
+    """Display path of every readable image in row order (by id), read with plain sqlite3."""
+    con = sqlite3.connect(proj / "project.db")
+    try:
+        return [p for (p,) in con.execute(
+            "SELECT MIN(f.path) FROM images i JOIN files f ON f.image_id = i.id "
+            "WHERE i.status = 'ok' GROUP BY i.id ORDER BY i.id")]
+    finally:
+        con.close()
+
+
 def _farthest_first(x: np.ndarray, start: list[int], budget: int) -> list[int]:
     """Brute-force greedy k-center in float64, ties to the lowest index."""
     d = np.min(((x[:, None, :] - x[None, start, :]) ** 2).sum(-1), axis=1)
@@ -82,11 +93,7 @@ def test_first_batch_without_labels_then_one_class_then_a_model(tmp_path, folder
     r = cli_proc("query", proj, "--budget", "5", "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
     assert "one class only" in r.stdout and r.stdout.strip().splitlines()[-1] == str(out)
-    con = sqlite3.connect(proj / "project.db")
-    order = [p for (p,) in con.execute(
-        "SELECT MIN(f.path) FROM images i JOIN files f ON f.image_id = i.id "
-        "WHERE i.status = 'ok' GROUP BY i.id ORDER BY i.id")]
-    con.close()
+    order = _row_order(proj)
     x = _normalised_pixels(root, order)
     want = _farthest_first(x, [order.index(p) for p in ones], 5)
     assert [row["path"] for row in read_csv(out)] == [order[i] for i in want]
@@ -99,11 +106,7 @@ def test_label_free_coverage_methods(tmp_path, folder) -> None:
     out = tmp_path / "kc.csv"
     assert cli("query", proj, "--budget", "6", "--method", "coreset", "--out", out,
                "--quiet") == 0
-    con = sqlite3.connect(proj / "project.db")
-    order = [p for (p,) in con.execute(
-        "SELECT MIN(f.path) FROM images i JOIN files f ON f.image_id = i.id "
-        "WHERE i.status = 'ok' GROUP BY i.id ORDER BY i.id")]
-    con.close()
+    order = _row_order(proj)
     x = _normalised_pixels(root, order)
     first = int(np.argmax(((x - x.mean(0)) ** 2).sum(1)))  # farthest from the mean
     want = [first] + _farthest_first(x, [first], 5)
