@@ -18,7 +18,7 @@ def kcenter(
     labeled: Any = None,
     *,
     return_radius: bool = False,
-    _prune: bool = True,
+    _prune: bool | str = True,
     _projection: int | None = None,
 ) -> Any:
     """Exact greedy k-center: farthest-first traversal in Euclidean distance.
@@ -54,6 +54,11 @@ def kcenter(
 
     Notes
     -----
+    ``_prune`` and ``_projection`` are private (tests and benches): ``_prune=False`` computes
+    every distance of every pick (the plain pass), ``"always"`` takes the pruned path even for a
+    pool small enough to stay in cache; ``_projection`` is the width of the projection (None:
+    automatic, 0: none). None of them changes a pick.
+
     Features of any finite scale give the picks of their float64 reference: where float32
     squared distances would overflow (about 1e19) or underflow (subnormal features), the
     features are first multiplied by a power of two (exact) and the radius scaled back.
@@ -78,7 +83,8 @@ def kcenter(
     x, e = _rescaled(x)
     proj = _projection_for(x, _projection) if _prune else None
     idx, radius, _ = _core.kcenter(
-        x, b, lab, prune=bool(_prune), return_radius=bool(return_radius), projection=proj
+        x, b, lab, prune=bool(_prune), return_radius=bool(return_radius), projection=proj,
+        prune_small=_prune == "always",
     )
     out = _arrays.like(features, idx)
     return (out, float(np.ldexp(radius, e))) if return_radius else out

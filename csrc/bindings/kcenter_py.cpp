@@ -33,7 +33,7 @@ cpu::KCenterProjection projection_of(const py::object& proj, std::int64_t d) {
 
 py::tuple kcenter_cpu(const py::array& features, std::int64_t budget, const py::array& labeled,
                       bool prune, bool return_radius, const py::object& projection,
-                      bool return_stats) {
+                      bool return_stats, bool prune_small) {
   if (!py::dtype::of<float>().is(features.dtype()))
     throw TypeMismatch("features: expected float32, got " +
                        std::string(py::str(features.dtype())));
@@ -56,6 +56,7 @@ py::tuple kcenter_cpu(const py::array& features, std::int64_t budget, const py::
   auto* o = out.mutable_data();
   cpu::KCenterOptions opts;
   opts.prune = prune;
+  opts.prune_small = prune_small;
   opts.projection = projection_of(projection, d);  // the arrays stay referenced by the caller
   cpu::KCenterStats stats;
   if (return_stats) opts.stats = &stats;
@@ -79,9 +80,10 @@ void register_kcenter(py::module_& m) {
   m.def("kcenter", &kcenter_cpu, py::arg("features"), py::arg("budget"), py::arg("labeled"),
         py::arg("prune") = true, py::arg("return_radius") = false,
         py::arg("projection") = py::none(), py::arg("return_stats") = false,
+        py::arg("prune_small") = false,
         "Greedy k-center on the CPU. features: (N, d) float32 C-contiguous; labeled: int64 "
         "indices; projection: None or (basis (m, d) float64, orthonormal rows; mean (d,) "
-        "float64), used by the pruned path. Returns (indices int64 (budget,), covering radius "
+        "float64), used by the pruned path; prune_small: the pruned path even for small pools. Returns (indices int64 (budget,), covering radius "
         "or -1, stats dict or None).");
 }
 

@@ -50,6 +50,8 @@ struct KCenterOptions {
   // centre cannot affect, and (with a projection) the rows it provably cannot update. Same
   // picks as the unpruned pass; false = one full pass per pick, every row read.
   bool prune = true;
+  // The pruned path even for pools below 2^20 floats, which otherwise take the plain pass.
+  bool prune_small = false;
   KCenterProjection projection;
   KCenterStats* stats = nullptr;  // not null: filled
 };
