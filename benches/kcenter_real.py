@@ -149,9 +149,9 @@ HEADER = ["data", "N", "d", "budget", "m", "ours s", "ours unpruned s", "numpy s
           "numpy GB/s (%bw)"]
 
 
-def peak_memory_run(n: int, budget: int, seed: int = 0) -> dict[str, float]:
-    """N x 128 built from Fashion-MNIST's 128-PCA features repeated with noise (scale 1 % of
-    the per-feature spread), timed once; the peak resident memory is read by the caller."""
+def large_data(n: int, path: str, seed: int = 0) -> None:
+    """Saves N x 128 to `path` (.npy): Fashion-MNIST's 128-PCA features repeated with noise
+    (1 % of the per-feature spread)."""
     px, _ = fashion_pixels()
     base = pca128(px)
     del px
@@ -162,7 +162,22 @@ def peak_memory_run(n: int, budget: int, seed: int = 0) -> dict[str, float]:
         rows = rng.integers(0, len(base), size=min(65536, n - a))
         x[a : a + len(rows)] = base[rows] + 0.01 * sd * rng.standard_normal(
             (len(rows), 128), dtype=np.float32)
-    del base
-    lab = rng.choice(n, size=N_LABELED, replace=False)
+    np.save(path, x)
+
+
+def peak_memory_run(path: str, budget: int, numpy_picks: int = 20) -> dict[str, float]:
+    """Loads the data, runs kcenter once (timed) and reads the peak resident memory, then times
+    `numpy_picks` picks of the numpy GEMV loop (per pick, from the same labeled set)."""
+    import resource
+
+    x = np.load(path)
+    n = x.shape[0]
+    lab = np.random.default_rng(1).choice(n, size=N_LABELED, replace=False)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t = _timed(lambda: dalcore.kcenter(x, budget, lab))
-    return {"n": n, "budget": budget, "seconds": t, "data_bytes": x.nbytes}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t_np = _timed(lambda: numpy_loop(x, numpy_picks, lab))
+    t_np1 = _timed(lambda: numpy_loop(x, 1, lab))  # the labeled-set part
+    return {"n": n, "budget": budget, "seconds": t, "data_bytes": x.nbytes,
+            "rss_before": rss0, "peak_rss": peak,
+            "numpy_per_pick": (t_np - t_np1) / (numpy_picks - 1), "numpy_init": t_np1}

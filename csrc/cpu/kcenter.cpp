@@ -711,8 +711,11 @@ class PrunedState {
 };
 
 // One pick by a pass over all rows: plain (every row read) or through the projection bound.
+// *full_rows: the rows read in full.
 ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const ProjectionBound* pb,
-                 std::int64_t c, std::vector<float>& min_d, KCenterStats* stats) {
+                 std::int64_t c, std::vector<float>& min_d, KCenterStats* stats,
+                 std::int64_t* full_rows) {
+  *full_rows = n;
   min_d[static_cast<std::size_t>(c)] = kCenter;
   if (!pb) {
     if (stats) stats->full_rows += n;
@@ -739,6 +742,7 @@ ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const Projectio
     stats->full_rows += full;
     stats->projected_rows += proj;
   }
+  *full_rows = full;
   return best;
 }
 
@@ -772,15 +776,21 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
     group = -1;
   }
   constexpr std::int64_t kMinPicks = 8, kDenseStreak = 4;
-  std::int64_t streak = 0;
+  std::int64_t streak = 0, useless = 0;
   bool dense = false;
   for (std::int64_t t = 0; t < budget; ++t) {
     const std::int64_t c = best.index;
     out[t] = c;
     if (t + 1 >= budget && !want_radius) break;
     if (dense) {
-      best = full_pass(x, n, d, pb, c, min_d, stats);
+      std::int64_t full = 0;
+      best = full_pass(x, n, d, pb, c, min_d, stats, &full);
       if (stats) ++stats->dense_picks;
+      // Where the projection clears few rows (isotropic data: no direction dominates) it only
+      // adds its own reads: after kDenseStreak passes that read over half the rows in full,
+      // the plain pass takes over (the same min-distances either way).
+      useless = pb && 2 * full >= n ? useless + 1 : 0;
+      if (useless >= kDenseStreak) pb = nullptr;
       continue;
     }
     st.add_centre(c, group);
