@@ -275,9 +275,10 @@ def large_row(n: int, budget: int) -> None:
           f"{budget}, {kcenter_real.N_LABELED} labeled: ours {r['seconds']:.1f} s, "
           f"{1e3 * r['seconds'] / budget:.2f} ms per pick (incl. the labeled-set pass and the "
           f"projection); numpy GEMV loop {1e3 * r['numpy_per_pick']:.1f} ms per pick (20 picks) "
-          f"+ {r['numpy_init']:.1f} s labeled-set pass; peak RSS {r['peak_rss'] / mib:.0f} MiB "
-          f"(before the call {r['rss_before'] / mib:.0f} MiB; data {r['data_bytes'] / mib:.0f} "
-          f"MiB): kcenter's extra {(r['peak_rss'] - r['rss_before']) / mib:.0f} MiB")
+          f"+ {r['numpy_init']:.1f} s labeled-set pass; peak RSS during the call "
+          f"{r['peak_rss'] / mib:.0f} MiB (RSS before it {r['rss_before'] / mib:.0f} MiB, of "
+          f"which data {r['data_bytes'] / mib:.0f} MiB): kcenter's extra memory "
+          f"{(r['peak_rss'] - r['rss_before']) / mib:.0f} MiB")
 
 
 def main(argv=None) -> None:
