@@ -189,3 +189,12 @@ def test_bad_projection_dtype_refused():
 def test_bad_projection_width(m, exc):
     with pytest.raises(exc, match="_projection"):
         dalcore.kcenter(digits(), 5, [0, 1], _projection=m)
+
+
+def test_isotropic_default_path(rng):
+    # No direction dominates: the projection clears few rows and hands back to the plain pass;
+    # the picks are those of the plain pass and of the float64 reference all the same.
+    x = rng.standard_normal((8192, 128)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    stats = same_as_plain(x, 60, labels(len(x), 20, 16), None)
+    assert stats["dense_picks"] > 0

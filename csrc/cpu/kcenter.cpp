@@ -24,6 +24,19 @@
 // them all, in register blocks (sq_dist_block, summed exactly as sq_dist), as it does the
 // distances to the centres.
 //
+// Projection bound (with a projection, the default for pools of 48+ columns and 2^20+ floats;
+// csrc/cpu/kcenter_projection.cpp): the pool is projected on m of its top principal directions
+// (z, N x m, beside the features). A point that the group test cannot clear is cleared when
+// |z_i - z_c| (every rounding of z and of both squared distances accounted for) proves that
+// fl(|x_i - x_c|^2) >= min_d[i]: the plain pass would not update it either, so min-distances and
+// picks stay bit-identical. Pixels and their projections (where the triangle inequality fails)
+// then read z for every point and the full row for a few percent of them.
+//
+// Hand-overs: when the pruned sweeps visit over half the candidates for 4 picks in a row, the
+// remaining picks are full passes (through the projection when there is one: one thread below
+// 2^22 floats of it; the plain pass once the projection reads over half the rows in full for 4
+// passes). Pools below 2^20 floats (in cache) take the plain pass from the start.
+//
 // The row loops are compiled for AVX-512, AVX2 and baseline x86-64 (GCC function
 // multiversioning, chosen at run time) so the binary stays portable.
 #include "dalcore/kcenter.h"
@@ -562,10 +575,12 @@ double run_unpruned(const float* x, std::int64_t n, std::int64_t d, std::int64_t
 // A pick visits only the members of the groups the new centre may affect: no pass over all N.
 class PrunedState {
  public:
-  // Members to visit below which a pick runs on one thread. Low: even a few hundred members
-  // (a few dozen rows to read) gain from the second thread (N = 50k, d = 128, 1000 picks,
-  // 2 threads: thresholds of 0-512 ran 20-35 % faster than 4096-16384).
-  static constexpr std::int64_t kParallelMembers = 256;
+  // Members to visit below which a pick runs on one thread. On a quiet machine even a few
+  // hundred members gained from the second thread (N = 50k, d = 128, 1000 picks: thresholds of
+  // 0-512 ran 20-35 % faster than 4096-16384), but on a loaded one a fork/join per pick waits
+  // for a descheduled thread: trained-network features, 60,000 x 128, at load 3.8 on 2 cores,
+  // took 10.2 s with 256 (0.42 s in a quieter minute). 2^14 keeps most picks on one thread.
+  static constexpr std::int64_t kParallelMembers = std::int64_t{1} << 14;
 
   PrunedState(const float* x, std::int64_t n, std::int64_t d, std::int64_t max_groups,
               std::vector<float>& min_d, const ProjectionBound* pb)
@@ -630,11 +645,11 @@ class PrunedState {
     min_d_[static_cast<std::size_t>(c)] = kCenter;
     const float* xc = x_ + c * d_;
     const std::int64_t ng = static_cast<std::int64_t>(centre_.size());
-    // Which groups can c affect? O(#groups * d); on all threads from 2^16 floats (~8 us of work
-    // on one core, several times a fork/join).
+    // Which groups can c affect? O(#groups * d); on all threads from 2^20 floats (~0.1 ms of
+    // work on one core: a fork/join on a loaded machine can cost a time slice, see above).
     constexpr std::int64_t kGroupBlock = 256;
     const std::int64_t ngb = (ng + kGroupBlock - 1) / kGroupBlock;
-#pragma omp parallel for schedule(static) if (ng * d_ > (1 << 16))
+#pragma omp parallel for schedule(static) if (ng * d_ > (1 << 20))
     for (std::int64_t gb = 0; gb < ngb; ++gb)
       centre_distances(x_, d_, centre_.data(), gb * kGroupBlock,
                        std::min(ng, (gb + 1) * kGroupBlock), xc, dac2_.data());
