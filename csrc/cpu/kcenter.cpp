@@ -579,8 +579,9 @@ class PrunedState {
   // hundred members gained from the second thread (N = 50k, d = 128, 1000 picks: thresholds of
   // 0-512 ran 20-35 % faster than 4096-16384), but on a loaded one a fork/join per pick waits
   // for a descheduled thread: trained-network features, 60,000 x 128, at load 3.8 on 2 cores,
-  // took 10.2 s with 256 (0.42 s in a quieter minute). 2^14 keeps most picks on one thread.
-  static constexpr std::int64_t kParallelMembers = std::int64_t{1} << 14;
+  // took 10.2 s with 256 (0.42 s in a quieter minute), 2.7 s with 2^14 (14,600 members per
+  // pick on average; 0.25 s on one thread). 2^16 members: ~0.5 ms of work on one core.
+  static constexpr std::int64_t kParallelMembers = std::int64_t{1} << 16;
 
   PrunedState(const float* x, std::int64_t n, std::int64_t d, std::int64_t max_groups,
               std::vector<float>& min_d, const ProjectionBound* pb)
