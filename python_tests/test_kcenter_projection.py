@@ -198,3 +198,15 @@ def test_isotropic_default_path(rng):
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     stats = same_as_plain(x, 60, labels(len(x), 20, 16), None)
     assert stats["dense_picks"] > 0
+
+
+@pytest.mark.parametrize("exponent", [-58, -20, 20, 55])
+def test_extreme_scales(exponent):
+    # Exact power-of-two scales near both ends of the range the kernel runs unscaled: the error
+    # radii and slacks of the bound scale with the data, the picks must not move.
+    x = np.ldexp(digits(), exponent).astype(np.float32)
+    same_as_plain(x, 80, labels(len(x), 10, 17), 8)
+    np.testing.assert_array_equal(
+        dalcore.kcenter(x, 80, labels(len(x), 10, 17), _projection=8),
+        dalcore.kcenter(digits(), 80, labels(len(x), 10, 17), _prune=False),
+    )
