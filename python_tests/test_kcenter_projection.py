@@ -210,3 +210,16 @@ def test_extreme_scales(exponent):
         dalcore.kcenter(x, 80, labels(len(x), 10, 17), _projection=8),
         dalcore.kcenter(digits(), 80, labels(len(x), 10, 17), _prune=False),
     )
+
+
+def test_picks_do_not_depend_on_thread_count():
+    x = fashion_pixels(3000, seed=18)
+    lab = labels(len(x), 20, 19)
+    ref = dalcore.kcenter(x, 100, lab, _prune=False)
+    threads = _core.build_info()["threads"]
+    try:
+        for t in (1, 3):
+            _core.set_num_threads(t)
+            np.testing.assert_array_equal(dalcore.kcenter(x, 100, lab, _projection=16), ref)
+    finally:
+        _core.set_num_threads(threads)
