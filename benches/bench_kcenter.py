@@ -1,5 +1,12 @@
 """Greedy k-center: dalcore (pruned and unpruned) against the usual Python implementations.
 
+Default (--data real): the real-data table first (benches/kcenter_real.py: Fashion-MNIST pixels,
+their 128-PCA projection, features of a network trained on 200 labels, digits pixels; synthetic
+clustered and isotropic sets beside them, labelled as such), ours against the numpy GEMV loop,
+interleaved repeats, bytes read per pick and bandwidth from the same run. --large N adds the
+N x 128 run (Fashion-MNIST PCA features repeated with noise): time per pick and peak memory, in
+a child process. --data clustered|gaussian runs the synthetic grid below.
+
 Peers, all exact greedy farthest-first from the same labeled set:
   numpy   float32 loop, one GEMV per pick (|x|^2 + |c|^2 - 2 X c, then minimum, argmax)
   sklearn pairwise_distances to the new centre per pick, as google/active-learning's
@@ -16,7 +23,7 @@ pass reads (N x d x 4 + the min-distance vector) divided by the time per pick, "
 against the measured parallel read bandwidth. The pruned path skips rows, so its "effective"
 GB/s can exceed the machine's bandwidth.
 
-Data: --data clustered (default): a mixture of 50 Gaussian clusters on an 8-dimensional subspace
+Data: --data clustered: a mixture of 50 Gaussian clusters on an 8-dimensional subspace
 plus small isotropic noise, like the class-clustered, low-intrinsic-dimension features of a
 trained network; --data gaussian: isotropic Gaussian, the worst case for pruning (in high
 dimension all distances concentrate and the triangle inequality prunes nothing).
@@ -36,6 +43,7 @@ from functools import partial
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kcenter_real  # noqa: E402
 from _common import fmt_table, median_time, parallel_memory_bandwidth  # noqa: E402
 
 import dalcore  # noqa: E402
@@ -219,6 +227,60 @@ def cuda_rows(args, sizes) -> None:
     print(fmt_table(["N", "d", "budget", "ours CUDA s", "ms/pick", "GB/s", "% of floor"], rows))
 
 
+def real_table(args) -> None:
+    """The real-data table (and the --large row), printed as Markdown."""
+    if args.threads:
+        dalcore._core.set_num_threads(args.threads)
+    repeats = 1 if args.quick else args.repeats
+    names = [n for n in args.sets.split(",") if n]
+    if args.quick:
+        names = ["digits-pixels", "synthetic-isotropic"]
+    bw = parallel_memory_bandwidth()
+    info = dalcore.build_info()
+    load0 = os.getloadavg()
+    print(f"# kcenter bench, real data first: {os.cpu_count()} CPUs, dalcore threads "
+          f"{info['threads']}, SIMD {info['simd']}; read bandwidth {bw / 1e9:.1f} GB/s "
+          f"(measured in this run); {kcenter_real.N_LABELED} labeled; ours, unpruned and numpy "
+          f"interleaved, median of {repeats}; load average {load0[0]:.2f}", flush=True)
+    rows = []
+    for name, x in kcenter_real.datasets(names).items():
+        rows.append(kcenter_real.bench_one(name, x, args.budget, repeats, bw))
+        print(fmt_table(kcenter_real.HEADER, rows[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(fmt_table(kcenter_real.HEADER, rows))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (start {load0[0]:.2f}); "
+          "numpy/ours > 1: ours faster; m: projection width (0: none)")
+    if args.large:
+        large_row(args.large, args.budget)
+
+
+def large_row(n: int, budget: int) -> None:
+    """kcenter on N x 128 in a child process that only loads the data: seconds, ms per pick,
+    peak resident memory against the data's size; the numpy loop's time per pick (20 picks)."""
+    import json
+    import subprocess
+    import tempfile
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "large.npy")
+        kcenter_real.large_data(n, path)
+        code = (f"import json, sys; sys.path.insert(0, {here!r}); import kcenter_real; "
+                f"print(json.dumps(kcenter_real.peak_memory_run({path!r}, {budget})))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.strip().splitlines()[-1]
+    r = json.loads(out)
+    mib = 2**20
+    print(f"\nN = {n:,} x 128 (Fashion-MNIST PCA-128 features repeated with 1 % noise), budget "
+          f"{budget}, {kcenter_real.N_LABELED} labeled: ours {r['seconds']:.1f} s, "
+          f"{1e3 * r['seconds'] / budget:.2f} ms per pick (incl. the labeled-set pass and the "
+          f"projection); numpy GEMV loop {1e3 * r['numpy_per_pick']:.1f} ms per pick (20 picks) "
+          f"+ {r['numpy_init']:.1f} s labeled-set pass; peak RSS during the call "
+          f"{r['peak_rss'] / mib:.0f} MiB (RSS before it {r['rss_before'] / mib:.0f} MiB, of "
+          f"which data {r['data_bytes'] / mib:.0f} MiB): kcenter's extra memory "
+          f"{(r['peak_rss'] - r['rss_before']) / mib:.0f} MiB")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, 1 repeat: a smoke run")
@@ -232,12 +294,22 @@ def main(argv=None) -> None:
                     help="peers timed on --peer-picks picks and extrapolated (any of the peers)")
     ap.add_argument("--peers", default="numpy,sklearn,scipy,torch",
                     help="comma-separated subset of numpy,sklearn,scipy,torch")
-    ap.add_argument("--data", choices=["clustered", "gaussian"], default="clustered")
+    ap.add_argument("--data", choices=["real", "clustered", "gaussian"], default="real")
+    ap.add_argument("--sets", default="fashion-pixels,fashion-pca128,fashion-mlp128,"
+                    "digits-pixels,synthetic-clustered,synthetic-isotropic",
+                    help="--data real: the data sets, in order (kcenter_real.py)")
+    ap.add_argument("--budget", type=int, default=1000, help="--data real: picks")
+    ap.add_argument("--large", type=int, default=0,
+                    help="--data real: also N x 128 (Fashion PCA repeated with noise), "
+                    "time per pick and peak memory (e.g. 1000000)")
     ap.add_argument("--threads", type=int, default=None, help="threads for every library")
     ap.add_argument("--cuda-only", action="store_true",
                     help="only the CUDA rows (dalcore on CUDA tensors, device bandwidth floor)")
     args = ap.parse_args(argv)
 
+    if args.data == "real":
+        real_table(args)
+        return
     if args.quick:
         sizes = [(10_000, 128, 100), (20_000, 128, 200)]
         args.repeats = 1

@@ -97,7 +97,7 @@ def test_greedy_against_reference(name, with_labels, rng):
     n = x.shape[0]
     labeled = rng.choice(n, 25, replace=False) if with_labels else None
     budget = 150 if name == "duplicates" else 40  # duplicates: more picks than distinct rows
-    picks = dalcore.kcenter(x, budget, labeled)
+    picks = dalcore.kcenter(x, budget, labeled, _prune="always")
     assert isinstance(picks, np.ndarray) and picks.shape == (budget,)
     check_greedy(x, picks, labeled)
     # The pruned and the unpruned pass compute the same min-distances: same picks, exactly.
@@ -108,7 +108,7 @@ def test_pruned_equals_unpruned_many_picks(rng):
     # Many centres: most groups are pruned; the picks must not change.
     x = clustered(rng, n=6000, d=16)
     for labeled in (None, rng.choice(6000, 50, replace=False)):
-        a = dalcore.kcenter(x, 600, labeled)
+        a = dalcore.kcenter(x, 600, labeled, _prune="always")
         b = dalcore.kcenter(x, 600, labeled, _prune=False)
         np.testing.assert_array_equal(a, b)
     check_greedy(x[:, :], a, labeled)
@@ -126,7 +126,7 @@ def test_first_pick_is_farthest_from_mean(rng):
 def test_return_radius_matches_reference(rng):
     x = clustered(rng, n=1500, d=12)
     for labeled in (None, rng.choice(1500, 10, replace=False)):
-        for prune in (True, False):
+        for prune in (True, "always", False):
             picks, radius = dalcore.kcenter(x, 30, labeled, return_radius=True, _prune=prune)
             assert isinstance(radius, float)
             md = check_greedy(x, picks, labeled)
@@ -135,7 +135,7 @@ def test_return_radius_matches_reference(rng):
 
 def test_radius_zero_when_everything_is_picked(rng):
     x = gaussian(rng, n=30, d=4)
-    picks, radius = dalcore.kcenter(x, 25, np.arange(5), return_radius=True)
+    picks, radius = dalcore.kcenter(x, 25, np.arange(5), return_radius=True, _prune="always")
     assert sorted(picks.tolist()) == list(range(5, 30))
     assert radius == 0.0
 
@@ -144,7 +144,7 @@ def test_all_identical_points_pick_lowest_indices():
     x = np.ones((50, 7), dtype=np.float32)
     np.testing.assert_array_equal(dalcore.kcenter(x, 10), np.arange(10))
     lab = np.array([0, 3, 4])
-    np.testing.assert_array_equal(dalcore.kcenter(x, 4, lab), [1, 2, 5, 6])
+    np.testing.assert_array_equal(dalcore.kcenter(x, 4, lab, _prune="always"), [1, 2, 5, 6])
     np.testing.assert_array_equal(dalcore.kcenter(x, 4, lab, _prune=False), [1, 2, 5, 6])
 
 
@@ -264,18 +264,18 @@ def test_picks_do_not_depend_on_thread_count(rng):
 
     x = clustered(rng, n=20_000, d=8)  # several chunks per pass
     lab = rng.choice(20_000, 30, replace=False)
-    ref = {p: dalcore.kcenter(x, 80, lab, _prune=p) for p in (True, False)}
+    ref = {p: dalcore.kcenter(x, 80, lab, _prune=p) for p in ("always", False)}
     threads = _core.build_info()["threads"]
     try:
         _core.set_num_threads(1)
-        for p in (True, False):
+        for p in ("always", False):
             np.testing.assert_array_equal(dalcore.kcenter(x, 80, lab, _prune=p), ref[p])
         _core.set_num_threads(3)
-        for p in (True, False):
+        for p in ("always", False):
             np.testing.assert_array_equal(dalcore.kcenter(x, 80, lab, _prune=p), ref[p])
     finally:
         _core.set_num_threads(threads)
-    np.testing.assert_array_equal(ref[True], ref[False])
+    np.testing.assert_array_equal(ref["always"], ref[False])
 
 
 def test_pruned_path_on_data_it_cannot_prune(rng):
@@ -283,7 +283,7 @@ def test_pruned_path_on_data_it_cannot_prune(rng):
     # hands over to the plain pass after a while; the picks must stay the same and greedy.
     x = gaussian(rng, n=2000, d=256)
     lab = rng.choice(2000, 10, replace=False)
-    picks, radius = dalcore.kcenter(x, 100, lab, return_radius=True)
+    picks, radius = dalcore.kcenter(x, 100, lab, return_radius=True, _prune="always")
     np.testing.assert_array_equal(picks, dalcore.kcenter(x, 100, lab, _prune=False))
     md = check_greedy(x, picks, lab)
     assert radius == pytest.approx(np.sqrt(md.max()), rel=REL)
@@ -316,7 +316,7 @@ def test_screened_distances_to_labeled_equal_exact():
     rng = np.random.default_rng(7)
     for x, lab in _screening_cases(rng):
         for budget in (1, 60):
-            a, ra = dalcore.kcenter(x, budget, lab, return_radius=True)
+            a, ra = dalcore.kcenter(x, budget, lab, return_radius=True, _prune="always")
             b, rb = dalcore.kcenter(x, budget, lab, return_radius=True, _prune=False)
             np.testing.assert_array_equal(a, b)
             assert ra == rb
@@ -331,7 +331,7 @@ def test_screening_when_the_approximation_overflows():
     x = (sign * 1.5e19 + 1e15 * rng.standard_normal((400, 8))).astype(np.float32)
     assert np.isfinite(x).all()
     lab = np.r_[np.flatnonzero(sign[:, 0] > 0)[:6], np.flatnonzero(sign[:, 0] < 0)[:6]]
-    a, ra = dalcore.kcenter(x, 30, lab, return_radius=True)
+    a, ra = dalcore.kcenter(x, 30, lab, return_radius=True, _prune="always")
     b, rb = dalcore.kcenter(x, 30, lab, return_radius=True, _prune=False)
     np.testing.assert_array_equal(a, b)
     assert ra == rb and np.isfinite(ra)

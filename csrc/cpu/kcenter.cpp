@@ -24,6 +24,19 @@
 // them all, in register blocks (sq_dist_block, summed exactly as sq_dist), as it does the
 // distances to the centres.
 //
+// Projection bound (with a projection, the default for pools of 48+ columns and 2^20+ floats;
+// csrc/cpu/kcenter_projection.cpp): the pool is projected on m of its top principal directions
+// (z, N x m, beside the features). A point that the group test cannot clear is cleared when
+// |z_i - z_c| (every rounding of z and of both squared distances accounted for) proves that
+// fl(|x_i - x_c|^2) >= min_d[i]: the plain pass would not update it either, so min-distances and
+// picks stay bit-identical. Pixels and their projections (where the triangle inequality fails)
+// then read z for every point and the full row for a few percent of them.
+//
+// Hand-overs: when the pruned sweeps visit over half the candidates for 4 picks in a row, the
+// remaining picks are full passes (through the projection when there is one: one thread below
+// 2^22 floats of it; the plain pass once the projection reads over half the rows in full for 4
+// passes). Pools below 2^20 floats (in cache) take the plain pass from the start.
+//
 // The row loops are compiled for AVX-512, AVX2 and baseline x86-64 (GCC function
 // multiversioning, chosen at run time) so the binary stays portable.
 #include "dalcore/kcenter.h"
@@ -34,9 +47,11 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "dalcore/detail/kcenter_ops.h"
+#include "dalcore/detail/kcenter_projection.h"
 #include "dalcore/detail/omp_guard.h"
 #include "dalcore/detail/multiversion.h"
 #include "dalcore/status.h"
@@ -50,6 +65,7 @@ using kcenter_ops::ArgMaxOp;
 using kcenter_ops::argmax_none;
 using kcenter_ops::kCenter;
 using kcenter_ops::sq_dist;
+using projection::ProjectionBound;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
@@ -388,19 +404,27 @@ void centre_distances(const float* x, std::int64_t d, const std::int64_t* centre
 // (the rows lie anywhere: the hardware prefetcher cannot follow). A point that gets closer to xc
 // leaves for c's group (appended to `movers` with its new min-distance); centres (min_d < 0, the
 // new centre itself) are dropped; the rest are compacted in place and their arg-max goes to
-// `best`. `scratch` holds count indices. Returns the new member count; adds the rows read to
+// `best`. With a projection (pb not null) a point the group test cannot clear is cleared, still
+// without reading its row, when the projection bound proves c cannot lower its min-distance.
+// `scratch` holds count indices. Returns the new member count; adds the rows read to
 // `rows_read`.
 DALCORE_MULTIVERSION
 std::int64_t sweep_members(const float* x, std::int64_t d, const float* xc, float dac2,
-                           std::int64_t* members, std::int64_t count, float* min_d,
-                           std::int64_t* scratch, std::vector<ArgMax>& movers, ArgMax& best,
+                           const ProjectionBound* pb, std::int64_t c, std::int64_t* members,
+                           std::int64_t count, float* min_d, std::int64_t* scratch,
+                           std::vector<ArgMax>& movers, ArgMax& best,
                            std::int64_t& rows_read) {
   std::int64_t w = 0, nr = 0;
+  const float* zc = pb ? pb->z.data() + c * pb->m : nullptr;
+  const float ec = pb ? pb->eps[static_cast<std::size_t>(c)] : 0.0f;
   for (std::int64_t u = 0; u < count; ++u) {
     const std::int64_t i = members[u];
     const float m = min_d[i];
     if (m < 0.0f) continue;
-    if (kcenter_ops::group_unaffected(dac2, m)) {
+    if (kcenter_ops::group_unaffected(dac2, m) ||
+        (pb && projection::skip(sq_dist(pb->z.data() + i * pb->m, zc, pb->m), m,
+                                pb->eps[static_cast<std::size_t>(i)], ec, pb->factor,
+                                pb->abs_slack, pb->abs_q))) {
       members[w++] = i;  // w <= u: never ahead of the reads
       if (kcenter_ops::beats(ArgMax{m, i}, best)) best = ArgMax{m, i};
     } else {
@@ -437,12 +461,18 @@ std::int64_t sweep_members(const float* x, std::int64_t d, const float* xc, floa
 // the pick: the others take its chunks); the per-chunk arg-maxes are combined in chunk order
 // with the lowest-index tie-break, so the result does not depend on threads or schedule.
 template <class Fn>
+ArgMax parallel_argmax(std::int64_t n, bool serial, Fn&& fn);
+template <class Fn>
 ArgMax parallel_argmax(std::int64_t n, Fn&& fn) {
+  return parallel_argmax(n, false, std::forward<Fn>(fn));
+}
+template <class Fn>
+ArgMax parallel_argmax(std::int64_t n, bool serial, Fn&& fn) {
   const std::int64_t nt = omp_get_max_threads();
   const std::int64_t chunk = std::max<std::int64_t>(2048, n / (8 * nt) + 1);
   const std::int64_t nc = (n + chunk - 1) / chunk;
   std::vector<ArgMax> part(static_cast<std::size_t>(nc), argmax_none());
-#pragma omp parallel for schedule(dynamic, 1) if (nc > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (nc > 1 && !serial)
   for (std::int64_t k = 0; k < nc; ++k)
     part[static_cast<std::size_t>(k)] = fn(k * chunk, std::min(n, (k + 1) * chunk));
   ArgMax best = argmax_none();
@@ -545,14 +575,17 @@ double run_unpruned(const float* x, std::int64_t n, std::int64_t d, std::int64_t
 // A pick visits only the members of the groups the new centre may affect: no pass over all N.
 class PrunedState {
  public:
-  // Members to visit below which a pick runs on one thread. Low: even a few hundred members
-  // (a few dozen rows to read) gain from the second thread (N = 50k, d = 128, 1000 picks,
-  // 2 threads: thresholds of 0-512 ran 20-35 % faster than 4096-16384).
-  static constexpr std::int64_t kParallelMembers = 256;
+  // Members to visit below which a pick runs on one thread. On a quiet machine even a few
+  // hundred members gained from the second thread (N = 50k, d = 128, 1000 picks: thresholds of
+  // 0-512 ran 20-35 % faster than 4096-16384), but on a loaded one a fork/join per pick waits
+  // for a descheduled thread: trained-network features, 60,000 x 128, at load 3.8 on 2 cores,
+  // took 10.2 s with 256 (0.42 s in a quieter minute), 2.7 s with 2^14 (14,600 members per
+  // pick on average; 0.25 s on one thread). 2^16 members: ~0.5 ms of work on one core.
+  static constexpr std::int64_t kParallelMembers = std::int64_t{1} << 16;
 
   PrunedState(const float* x, std::int64_t n, std::int64_t d, std::int64_t max_groups,
-              std::vector<float>& min_d)
-      : x_(x), n_(n), d_(d), min_d_(min_d), dac2_(static_cast<std::size_t>(max_groups), -1.0f),
+              std::vector<float>& min_d, const ProjectionBound* pb)
+      : x_(x), n_(n), d_(d), pb_(pb), min_d_(min_d), dac2_(static_cast<std::size_t>(max_groups), -1.0f),
         nthreads_(omp_get_max_threads()), scratch_(static_cast<std::size_t>(nthreads_)),
         movers_(static_cast<std::size_t>(nthreads_)),
         read_(static_cast<std::size_t>(nthreads_), 0) {
@@ -586,6 +619,9 @@ class PrunedState {
     for (std::int64_t i = 0; i < n_; ++i) members_[0].push_back(i);
   }
 
+  // Members the last add_centre visited.
+  std::int64_t visited() const { return visited_; }
+
   // Rows whose features the last add_centre read.
   std::int64_t rows_read() const {
     std::int64_t r = 0;
@@ -610,11 +646,11 @@ class PrunedState {
     min_d_[static_cast<std::size_t>(c)] = kCenter;
     const float* xc = x_ + c * d_;
     const std::int64_t ng = static_cast<std::int64_t>(centre_.size());
-    // Which groups can c affect? O(#groups * d); on all threads from 2^16 floats (~8 us of work
-    // on one core, several times a fork/join).
+    // Which groups can c affect? O(#groups * d); on all threads from 2^20 floats (~0.1 ms of
+    // work on one core: a fork/join on a loaded machine can cost a time slice, see above).
     constexpr std::int64_t kGroupBlock = 256;
     const std::int64_t ngb = (ng + kGroupBlock - 1) / kGroupBlock;
-#pragma omp parallel for schedule(static) if (ng * d_ > (1 << 16))
+#pragma omp parallel for schedule(static) if (ng * d_ > (1 << 20))
     for (std::int64_t gb = 0; gb < ngb; ++gb)
       centre_distances(x_, d_, centre_.data(), gb * kGroupBlock,
                        std::min(ng, (gb + 1) * kGroupBlock), xc, dac2_.data());
@@ -636,6 +672,7 @@ class PrunedState {
         visit += static_cast<std::int64_t>(members_[static_cast<std::size_t>(g)].size());
       }
     }
+    visited_ = visit;
     std::fill(read_.begin(), read_.end(), 0);
     for (auto& mv : movers_) mv.clear();
     // Groups swept on several threads, whole groups at a time (largest first would balance
@@ -652,7 +689,7 @@ class PrunedState {
         if (scratch.size() < mem.size()) scratch.resize(mem.size());
         ArgMax best = argmax_none();
         const std::int64_t kept = sweep_members(
-            x_, d_, xc, dac2_[g], mem.data(), static_cast<std::int64_t>(mem.size()),
+            x_, d_, xc, dac2_[g], pb_, c, mem.data(), static_cast<std::int64_t>(mem.size()),
             min_d_.data(), scratch.data(), movers_[tid], best, read_[tid]);
         mem.resize(static_cast<std::size_t>(kept));
         best_[g] = best;
@@ -675,6 +712,7 @@ class PrunedState {
  private:
   const float* x_;
   std::int64_t n_, d_;
+  const ProjectionBound* pb_;  // null: no projection bound
   std::vector<float>& min_d_;
   std::vector<float> dac2_;                         // per group: squared distance centre - c
   std::int64_t nthreads_;
@@ -685,16 +723,64 @@ class PrunedState {
   std::vector<ArgMax> best_;                        // arg-max of min_d within each group
   std::vector<std::vector<std::int64_t>> members_;  // the (non-centre) points of each group
   std::vector<std::int32_t> scanned_;               // groups of the current pick
+  std::int64_t visited_ = 0;                        // members visited by the current pick
 };
+
+// One pick by a pass over all rows: plain (every row read) or through the projection bound.
+// *full_rows: the rows read in full.
+ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const ProjectionBound* pb,
+                 std::int64_t c, std::vector<float>& min_d, KCenterStats* stats,
+                 std::int64_t* full_rows) {
+  *full_rows = n;
+  min_d[static_cast<std::size_t>(c)] = kCenter;
+  if (!pb) {
+    if (stats) stats->full_rows += n;
+    return parallel_argmax(n, [&](std::int64_t b, std::int64_t e) {
+      return scan_rows(x, d, b, e, c, min_d.data());
+    });
+  }
+  std::int64_t full = 0, proj = 0;
+  // A pass through the projection is short (N (m + 2) floats): below 2^22 of them one thread does
+  // it, as a fork/join costs more than it saves on a loaded machine (a descheduled thread holds
+  // the join for a time slice: 2 threads ran 10x slower than one on 20,000 x 784 pixels, m = 32,
+  // at load 4 on 2 cores).
+  const bool one = n * (pb->m + 2) < (std::int64_t{1} << 22);
+  const ArgMax best = parallel_argmax(n, one, [&](std::int64_t b, std::int64_t e) {
+    projection::ReadCount rc;
+    const ArgMax a = projection::projected_rows(x, d, *pb, b, e, c, min_d.data(), rc);
+#pragma omp atomic
+    full += rc.full;
+#pragma omp atomic
+    proj += rc.projected;
+    return a;
+  });
+  if (stats) {
+    stats->full_rows += full;
+    stats->projected_rows += proj;
+  }
+  *full_rows = full;
+  return best;
+}
+
+// When the pruned sweeps stop paying (they visit most points: the triangle inequality keeps
+// failing, e.g. pixels or isotropic data), the remaining picks use full passes (through the
+// projection bound when there is one). A visit costs a random access (and, without a projection,
+// often a random row read), a full pass reads in order: hand over when the sweeps visited more
+// than half of the candidates for kDenseStreak picks in a row. (Pixels, 20,000 x 784, no
+// projection: sweeps visiting 90 % and reading 29 % of the rows were 1.6x slower than the plain
+// pass; the former rule, 90 % of the rows read for 16 picks, never handed over.)
+bool sweep_was_dense(const PrunedState& st, std::int64_t candidates) {
+  return 2 * st.visited() >= candidates;
+}
 
 double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
                   std::int64_t n_labeled, std::int64_t budget, std::int64_t* out,
                   std::vector<float>& min_d, const std::vector<std::int64_t>& nearest,
-                  bool want_radius) {
+                  bool want_radius, const ProjectionBound* pb, KCenterStats* stats) {
   if (n_labeled + budget + 2 >= std::numeric_limits<std::int32_t>::max())
     return run_unpruned(x, n, d, n_labeled, budget, out, min_d, want_radius);
   // Groups: one per labeled point (or the initial one without labels), then one per pick.
-  PrunedState st(x, n, d, n_labeled + budget + 2, min_d);
+  PrunedState st(x, n, d, n_labeled + budget + 2, min_d, pb);
   ArgMax best;
   std::int64_t group = -1;
   if (n_labeled > 0) {
@@ -705,27 +791,33 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
     best = farthest_from_mean(x, n, d);
     group = -1;
   }
-  // Where the triangle inequality keeps failing (e.g. isotropic data in high dimension) the
-  // bookkeeping only costs: after kDenseStreak picks in a row that read nearly every row, the
-  // remaining picks use the plain pass. min_d is the same in both, so are the picks.
-  constexpr std::int64_t kMinPicks = 32, kDenseStreak = 16;
-  std::int64_t streak = 0;
+  constexpr std::int64_t kMinPicks = 8, kDenseStreak = 4;
+  std::int64_t streak = 0, useless = 0;
   bool dense = false;
   for (std::int64_t t = 0; t < budget; ++t) {
     const std::int64_t c = best.index;
     out[t] = c;
     if (t + 1 >= budget && !want_radius) break;
     if (dense) {
-      min_d[static_cast<std::size_t>(c)] = kCenter;
-      best = parallel_argmax(n, [&](std::int64_t b, std::int64_t e) {
-        return scan_rows(x, d, b, e, c, min_d.data());
-      });
+      std::int64_t full = 0;
+      best = full_pass(x, n, d, pb, c, min_d, stats, &full);
+      if (stats) ++stats->dense_picks;
+      // Where the projection clears few rows (isotropic data: no direction dominates) it only
+      // adds its own reads: after kDenseStreak passes that read over half the rows in full,
+      // the plain pass takes over (the same min-distances either way).
+      useless = pb && 2 * full >= n ? useless + 1 : 0;
+      if (useless >= kDenseStreak) pb = nullptr;
       continue;
     }
     st.add_centre(c, group);
     best = st.global_best(&group);
+    if (stats) {
+      stats->visited += st.visited();
+      stats->full_rows += st.rows_read();
+      if (pb) stats->projected_rows += st.visited() - st.rows_read();
+    }
     const std::int64_t candidates = n - n_labeled - (t + 1);
-    streak = 10 * st.rows_read() >= 9 * candidates ? streak + 1 : 0;
+    streak = sweep_was_dense(st, candidates) ? streak + 1 : 0;
     dense = t + 1 >= kMinPicks && streak >= kDenseStreak;
   }
   if (!want_radius) return -1.0;
@@ -756,10 +848,27 @@ void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::i
     init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data(), opts.prune);
   }
   const bool want_radius = radius != nullptr;
-  const double r =
-      opts.prune ? run_pruned(features, n, d, labeled, n_labeled, budget, out, min_d, nearest,
-                              want_radius)
-                 : run_unpruned(features, n, d, n_labeled, budget, out, min_d, want_radius);
+  if (opts.stats) *opts.stats = KCenterStats{};
+  double r;
+  // Below 2^20 floats (4 MiB: the pool stays in cache) the plain pass is the fastest: the
+  // pruned bookkeeping and its fork/joins cost more than they save (digits, 1,797 x 64, 1000
+  // picks: pruned 3x slower than plain on a loaded 2-core machine). A projection, when given,
+  // is still used, and prune_small forces the pruned path (tests).
+  const bool small =
+      n * d < (std::int64_t{1} << 20) && opts.projection.m == 0 && !opts.prune_small;
+  if (opts.prune && !small) {
+    const KCenterProjection& p = opts.projection;
+    ProjectionBound pb;
+    if (p.m > 0) {
+      require(p.basis != nullptr && p.mean != nullptr, "projection: null pointer");
+      pb = projection::make_bound(features, n, d, p.basis, p.mean, p.m);
+    }
+    r = run_pruned(features, n, d, labeled, n_labeled, budget, out, min_d, nearest, want_radius,
+                   p.m > 0 ? &pb : nullptr, opts.stats);
+  } else {
+    r = run_unpruned(features, n, d, n_labeled, budget, out, min_d, want_radius);
+    if (opts.stats) opts.stats->full_rows = n * budget;
+  }
   if (want_radius) *radius = r;
 }
 

@@ -29,10 +29,31 @@ inline void check_kcenter_sizes(std::int64_t n, std::int64_t d, std::int64_t n_l
 
 namespace cpu {
 
+// m orthonormal directions (dalcore/_kcenter.py: the pool's top principal directions, float64)
+// and a centre. The kernel projects the pool on them (N x m float32, O(N m) extra memory); the
+// pruned path reads the projection for every point it visits and the full row only where the
+// lower bound |P(x - c)| <= |x - c| (every rounding accounted for) cannot exclude an update.
+struct KCenterProjection {
+  std::int64_t m = 0;              // 0: no projection
+  const double* basis = nullptr;   // m x d, rows orthonormal (checked)
+  const double* mean = nullptr;    // d
+};
+
+// Work done by one call (for the benches): rows whose d features were read by the picks, rows
+// whose projection was read, members visited by the pruned sweeps, picks made by the full pass.
+struct KCenterStats {
+  std::int64_t full_rows = 0, projected_rows = 0, visited = 0, dense_picks = 0;
+};
+
 struct KCenterOptions {
   // Skip, by the triangle inequality, the groups of points (by nearest centre) that the new
-  // centre cannot affect. Same picks as the unpruned pass; false = one full pass per pick.
+  // centre cannot affect, and (with a projection) the rows it provably cannot update. Same
+  // picks as the unpruned pass; false = one full pass per pick, every row read.
   bool prune = true;
+  // The pruned path even for pools below 2^20 floats, which otherwise take the plain pass.
+  bool prune_small = false;
+  KCenterProjection projection;
+  KCenterStats* stats = nullptr;  // not null: filled
 };
 
 // Both paths share one convention: picks written to out[budget]; when `radius` is not null,
