@@ -62,3 +62,30 @@ def fmt_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ CUDA rows (shared)
+
+
+def cuda_read_bandwidth(torch, nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """Device read bandwidth in bytes/s: median of synchronised sums over nbytes on the GPU,
+    measured in the same run as the CUDA rows it is the floor of."""
+    a = torch.ones(nbytes // 4, dtype=torch.float32, device="cuda")
+
+    def run():
+        a.sum()
+        torch.cuda.synchronize()
+
+    return nbytes / median_time(run, repeats)
+
+
+def device_lists(torch, n: int, k: int, seed: int = 0):
+    """Synthetic k-NN lists on the GPU: row i lists (i + o_t) mod n for k distinct offsets o_t
+    (no self, no repeats; j lists i back when n - o_t is an offset too), similarities uniform
+    in [0.2, 1). Built on the device: faiss-cpu cannot search 1M points in the time budget."""
+    rng = np.random.default_rng(seed)
+    off = torch.from_numpy(rng.choice(np.arange(1, n), k, replace=False)).cuda()
+    idx = (torch.arange(n, device="cuda")[:, None] + off[None, :]) % n
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    sims = 0.2 + 0.8 * torch.rand((n, k), device="cuda", generator=gen)
+    return sims, idx

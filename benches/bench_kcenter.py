@@ -44,7 +44,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kcenter_real  # noqa: E402
-from _common import fmt_table, median_time, parallel_memory_bandwidth  # noqa: E402
+from _common import (  # noqa: E402
+    cuda_read_bandwidth,
+    fmt_table,
+    median_time,
+    parallel_memory_bandwidth,
+)
 
 import dalcore  # noqa: E402
 
@@ -188,18 +193,6 @@ def timed_extrapolated(fn, x, budget, labeled, picks):
         return time.perf_counter() - t0, False
     t_init, per_pick = fn(x, budget, labeled, timed_picks=picks)
     return t_init + per_pick * budget, True
-
-
-def cuda_read_bandwidth(torch, nbytes: int = 1 << 30, repeats: int = 5) -> float:
-    """Device read bandwidth in bytes/s: median of synchronised sums over nbytes on the GPU,
-    measured in the same run as the CUDA rows it is the floor of."""
-    a = torch.ones(nbytes // 4, dtype=torch.float32, device="cuda")
-
-    def run():
-        a.sum()
-        torch.cuda.synchronize()
-
-    return nbytes / median_time(run, repeats)
 
 
 def cuda_rows(args, sizes) -> None:
