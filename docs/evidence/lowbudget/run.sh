@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Low-budget evidence (issue 11 item 4): each method chooses its own initial set.
 set -u
+cd "$(dirname "$0")/../../.."  # the repository root
 mkdir -p "${OUT:-runs/lowbudget}"
-cd "$(dirname "$0")/../../.."
-
 export PYTHONPATH=.
 cfg=$1; shift
 for m in random typiclust probcover coreset; do
