@@ -64,6 +64,21 @@ def _is_triple(graph: Any) -> bool:
     return isinstance(graph, (tuple, list)) and len(graph) == 3
 
 
+def check_csr_parts(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                    name: str) -> None:
+    """The dtype and shape checks of a CSR triple's parts (shared with dalcore.distributed)."""
+    for part, what in ((indptr, "indptr"), (indices, "indices")):
+        if part.dtype.kind not in "iu":
+            raise TypeError(f"{name}: {what} must have an integer dtype, got {part.dtype}")
+        if part.ndim != 1:
+            raise ValueError(f"{name}: {what} must be 1-D, got shape {part.shape}")
+    if data.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: data must be real numbers, got dtype {data.dtype}")
+    if data.ndim != 1 or data.shape[0] != indices.shape[0]:
+        raise ValueError(f"{name}: data and indices must be 1-D of the same length, got "
+                         f"{data.shape} and {indices.shape}")
+
+
 def _host_csr(graph: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(indptr int64, indices int32, data float32, n) of a scipy matrix or a host CSR triple."""
     import scipy.sparse as sp
@@ -82,16 +97,7 @@ def _host_csr(graph: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
             "graph: expected a scipy.sparse matrix/array or a CSR triple (indptr, indices, data),"
             f" got {type(graph).__name__}"
         )
-    for part, what in ((indptr, "indptr"), (indices, "indices")):
-        if part.dtype.kind not in "iu":
-            raise TypeError(f"{name}: {what} must have an integer dtype, got {part.dtype}")
-        if part.ndim != 1:
-            raise ValueError(f"{name}: {what} must be 1-D, got shape {part.shape}")
-    if data.dtype.kind not in "iuf":
-        raise TypeError(f"{name}: data must be real numbers, got dtype {data.dtype}")
-    if data.ndim != 1 or data.shape[0] != indices.shape[0]:
-        raise ValueError(f"{name}: data and indices must be 1-D of the same length, got "
-                         f"{data.shape} and {indices.shape}")
+    check_csr_parts(indptr, indices, data, name)
     n = indptr.shape[0] - 1
     if n < 1:
         raise ValueError(f"{name}: expected at least one row (indptr of length >= 2)")

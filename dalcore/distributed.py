@@ -705,15 +705,7 @@ def _local_csr(graph: Any) -> tuple[Any, int]:
     else:
         raise TypeError("local_graph: expected a scipy.sparse matrix/array or a CSR triple "
                         f"(indptr, indices, data), got {type(graph).__name__}")
-    for part, what in ((indptr, "indptr"), (indices, "indices")):
-        if part.dtype.kind not in "iu":
-            raise TypeError(f"local_graph: {what} must have an integer dtype, got {part.dtype}")
-        if part.ndim != 1:
-            raise ValueError(f"local_graph: {what} must be 1-D, got shape {part.shape}")
-    if data.dtype.kind not in "iuf":
-        raise TypeError(f"local_graph: data must be real numbers, got dtype {data.dtype}")
-    if data.ndim != 1 or data.shape[0] != indices.shape[0]:
-        raise ValueError("local_graph: data and indices must be 1-D of the same length")
+    _pr.check_csr_parts(indptr, indices, data, "local_graph")
     if indptr.shape[0] < 1 or indptr[0] != 0 or indptr[-1] != indices.shape[0] \
             or np.any(np.diff(indptr) < 0):
         raise ValueError("local_graph: indptr must start at 0, be non-decreasing and end at "
