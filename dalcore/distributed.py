@@ -25,7 +25,6 @@ their inputs are valid, so a refused argument never leaves the others waiting in
 
 from __future__ import annotations
 
-import functools
 import zlib
 from typing import Any, Callable
 
@@ -172,36 +171,12 @@ def _host(x: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- kcenter arithmetic
-def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """float32 fma(a, b, c) = round(a * b + c) with one rounding, emulated in float64.
-
-    a * b of two float32 is exact in float64; s = a * b + c rounds once (error e, exact by
-    TwoSum). Rounding s to float32 is then correct except when s lies exactly halfway between
-    two float32 neighbours and e != 0: there the sign of e decides.
-    """
-    p = a.astype(np.float64) * b.astype(np.float64)
-    c64 = c.astype(np.float64)
-    s = p + c64
-    bb = s - p
-    e = (p - (s - bb)) + (c64 - bb)
-    r = s.astype(np.float32)
-    tie = (r.astype(np.float64) != s) & (e != 0)
-    if tie.any():
-        other = np.nextafter(r, np.where(s > r, np.inf, -np.inf).astype(np.float32))
-        mid = (r.astype(np.float64) + other.astype(np.float64)) * 0.5
-        up = tie & (s == mid) & (e > 0)
-        down = tie & (s == mid) & (e < 0)
-        hi, lo = np.maximum(r, other), np.minimum(r, other)
-        r = np.where(up, hi, np.where(down, lo, r))
-    return r
-
-
-def _sq_dist(x: np.ndarray, q: np.ndarray, fused: bool) -> np.ndarray:
+def _sq_dist(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Squared distances of the rows of ``x`` to ``q`` (one row, or one per row of ``x``),
-    float32, bit-identical to the core's
-    kcenter_ops::sq_dist: 16 lane sums over the dimensions in order (the tail into lanes 0, 1,
-    ...), then the pairwise fold; ``fused``: each lane update is one fma (as the core's AVX-512
-    clone compiles it), else a rounded product then a rounded sum."""
+    float32, bit-identical to the core's kcenter_ops::sq_dist: 16 lane sums over the dimensions
+    in order (the tail into lanes 0, 1, ...), each update a rounded product then a rounded sum
+    (the core's kcenter sources are compiled with -ffp-contract=off: no fused multiply-add in
+    any clone), then the pairwise fold."""
     n, d = x.shape
     m = -(-d // _LANES)
     t = np.zeros((n, m * _LANES), dtype=np.float32)
@@ -210,50 +185,19 @@ def _sq_dist(x: np.ndarray, q: np.ndarray, fused: bool) -> np.ndarray:
     acc = np.zeros((n, _LANES), dtype=np.float32)
     for j in range(m):  # zero padding adds exact zeros: the tail lanes as in the core
         tj = t[:, j, :]
-        acc = _fma32(tj, tj, acc) if fused else acc + tj * tj
+        acc = acc + tj * tj
     for w in (8, 4, 2):
         acc = acc[:, :w] + acc[:, w : 2 * w]
     return acc[:, 0] + acc[:, 1]
 
 
-def _sq_dist_blocked(x: np.ndarray, q: np.ndarray, fused: bool) -> np.ndarray:
+def _sq_dist_blocked(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     step = max(1, (1 << 22) // max(1, x.shape[1]))
     out = np.empty(x.shape[0], dtype=np.float32)
     for lo in range(0, x.shape[0], step):  # bounded scratch: blocks of rows
         qb = q[lo : lo + step] if q.ndim == 2 else q
-        out[lo : lo + step] = _sq_dist(x[lo : lo + step], qb, fused)
+        out[lo : lo + step] = _sq_dist(x[lo : lo + step], qb)
     return out
-
-
-@functools.lru_cache(maxsize=1)
-def core_uses_fma() -> bool:
-    """Whether this machine's core kcenter sums squared differences with fused multiply-adds.
-
-    The core's CPU loops are compiled per ISA (AVX-512 / AVX2 / baseline clones); the compiler
-    contracts ``acc += t * t`` into an fma where the ISA has one. The distributed picks must
-    round as the core does, so the core is asked once: a labeled point, a far point and a near
-    point, whose covering radius after one pick is the near point's distance, computed both ways
-    on inputs where the two roundings differ.
-    """
-    import dalcore
-
-    rng = np.random.default_rng(20261205)
-    votes = []
-    for _ in range(256):
-        a = rng.standard_normal((1, 37)).astype(np.float32)
-        near = (a + rng.standard_normal((1, 37)).astype(np.float32)).astype(np.float32)
-        f, u = _sq_dist(near, a[0], True)[0], _sq_dist(near, a[0], False)[0]
-        if f == u:
-            continue
-        x = np.concatenate([a, a + np.float32(1000.0), near]).astype(np.float32)
-        _, r = dalcore.kcenter(x, 1, [0], return_radius=True)
-        got = np.float32(r * r)
-        votes.append(True if got == f else False if got == u else None)
-        if len(votes) == 8:
-            break
-    if None in votes or len(set(votes)) != 1:
-        raise RuntimeError("dalcore.distributed: cannot reproduce the core's kcenter rounding")
-    return bool(votes[0])
 
 
 # ---------------------------------------------------------------------------- kcenter
@@ -354,8 +298,8 @@ def kcenter(local_features: Any, budget: int, labeled: Any = None, *, return_rad
     all-reduce (MAX of a packed int64: float32 bits of the distance, then the complement of the
     global index, so equal distances go to the lowest index) finds the pick, and its owner
     broadcasts its row. Distances are summed exactly as the core sums them (16 lanes, the same
-    fold, fused multiply-adds where this machine's core uses them), so ties and near-ties are
-    broken as the one-process kernel breaks them.
+    fold, no fused multiply-add), so ties and near-ties are broken as the one-process kernel
+    breaks them.
     """
     if not _active(group):
         return _kc.kcenter(local_features, budget, labeled, return_radius=return_radius)
@@ -376,7 +320,7 @@ def kcenter(local_features: Any, budget: int, labeled: Any = None, *, return_rad
     e = _kc._scale_exponent(float(np.int64(table[:, 5].max()).view(np.float64)), x.shape[1])
     sh = _Shard(np.ldexp(x, -e).astype(np.float32) if e else x, counts, comm.rank)
     _check_kcenter_sizes(sh, b, lab)
-    picks, radius = _traverse(comm, sh, b, lab, core_uses_fma(), bool(return_radius))
+    picks, radius = _traverse(comm, sh, b, lab, bool(return_radius))
     out = _restore(local_features, picks)
     return (out, float(np.ldexp(radius, e))) if return_radius else out
 
@@ -422,9 +366,9 @@ class _MinDist:
     over the rows (BLAS), not an emulation of the core's arithmetic on every row.
     """
 
-    def __init__(self, x: np.ndarray, fused: bool) -> None:
+    def __init__(self, x: np.ndarray) -> None:
         n, d = x.shape
-        self.x, self.fused = x, fused
+        self.x = x
         self.xx = np.zeros(n, dtype=np.float64)
         self.step = max(1, (1 << 20) // max(1, d))
         for lo in range(0, n, self.step):  # float64 squared norms, in blocks of rows
@@ -461,7 +405,7 @@ class _MinDist:
 
     def _lower(self, r: np.ndarray, q: np.ndarray) -> None:
         if r.size:
-            v = _sq_dist_blocked(self.x[r], q, self.fused)
+            v = _sq_dist_blocked(self.x[r], q)
             np.minimum.at(self.ex, r, v)
 
     def exact(self, rows: np.ndarray) -> np.ndarray:
@@ -491,13 +435,13 @@ class _MinDist:
             q64 = q.astype(np.float64)
             lo, hi = self.bounds(self.xx, (self.x @ q)[:, None], np.asarray([q64 @ q64]))
             rows = np.flatnonzero(hi[:, 0] >= lo[:, 0].max())
-            out[rows] = _sq_dist_blocked(self.x[rows], q, self.fused)
+            out[rows] = _sq_dist_blocked(self.x[rows], q)
         return out
 
 
-def _traverse(comm: _Comm, sh: _Shard, budget: int, lab: np.ndarray, fused: bool,
+def _traverse(comm: _Comm, sh: _Shard, budget: int, lab: np.ndarray,
               want_radius: bool) -> tuple[np.ndarray, float]:
-    md = _MinDist(sh.x, fused)
+    md = _MinDist(sh.x)
     centre = np.zeros(sh.n, dtype=bool)
     if lab.size:
         md.add(_labeled_rows(comm, sh, lab))

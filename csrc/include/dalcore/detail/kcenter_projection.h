@@ -38,8 +38,10 @@ ProjectionBound make_bound(const float* x, std::int64_t n, std::int64_t d, const
 
 // True when the projection proves that centre c cannot lower point i's min-distance mi:
 // the float32 sq_dist of x_i and x_c is then >= mi, so the plain pass would keep mi as well.
-// Derivation (u = 2^-24; sums of non-negative terms): q = fl(|z_i - z_c|^2) <= (1 + g_m) |z_i -
-// z_c|^2; |z_i - z_c| <= |P (x_i - x_c)| + e, e = eps_i + eps_c; |P v| <= sqrt(1 + delta) |v|;
+// Derivation (u = 2^-24; sums of non-negative terms; the kcenter sources are compiled with
+// -ffp-contract=off, so sq_dist rounds each difference, square and sum on its own: 3 roundings
+// per term, ceil(n / 16) lane sums and 4 folds, g_n = (n + 8) 2u covers them, and an FMA would
+// only round less): q = fl(|z_i - z_c|^2) <= (1 + g_m) |z_i - z_c|^2; |z_i - z_c| <= |P (x_i - x_c)| + e, e = eps_i + eps_c; |P v| <= sqrt(1 + delta) |v|;
 // fl(|x_i - x_c|^2) >= (1 - g_d) |x_i - x_c|^2 - abs_slack, and q may exceed its bound by abs_q
 // (subnormal terms). Hence fl(|x_i - x_c|^2) >= mi as soon
 // as q >= F (sqrt(mi + abs_slack) + e)^2 + abs_q with F = (1 + g_m)(1 + delta)/(1 - g_d); `factor` is F
