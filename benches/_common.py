@@ -1,91 +1,9 @@
-"""Shared bench helpers: median-of-repeats timing and the machine's memory bandwidth."""
+"""The bench helpers now live in the package (dalcore/bench/_common.py); re-exported here for
+the scripts of benches/ that stay out of it (bench_accuracy.py)."""
 
-from __future__ import annotations
-
-import statistics
-import time
-from collections.abc import Callable
-
-import numpy as np
-
-
-def median_time(
-    fn: Callable[[], object],
-    repeats: int = 5,
-    warmup: int = 1,
-    clock: Callable[[], float] = time.perf_counter,
-) -> float:
-    """Median time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs.
-
-    ``clock`` is wall time by default; ``time.process_time`` gives the process CPU time (all
-    threads), which other processes on a shared machine disturb less.
-    """
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        times.append(clock() - t0)
-    return statistics.median(times)
-
-
-def memory_bandwidth(nbytes: int = 1 << 28, repeats: int = 5) -> float:
-    """Read bandwidth in bytes/s: median time of a numpy sum over a buffer larger than cache.
-
-    numpy's reduction is single-threaded; on a 2-core machine it reaches most of the socket's
-    read bandwidth, which is the floor our kernels are compared against.
-    """
-    a = np.ones(nbytes // 8, dtype=np.float64)
-    t = median_time(lambda: a.sum(), repeats=repeats)
-    return a.nbytes / t
-
-
-def parallel_memory_bandwidth(nbytes: int = 1 << 28, repeats: int = 5) -> float:
-    """Read bandwidth in bytes/s using every core (torch's multithreaded sum when available)."""
-    try:
-        import torch
-    except ImportError:
-        return memory_bandwidth(nbytes, repeats)
-    a = torch.ones(nbytes // 4, dtype=torch.float32)
-    t = median_time(lambda: a.sum(), repeats=repeats)
-    return a.numel() * 4 / t
-
-
-def fmt_table(header: list[str], rows: list[list[object]]) -> str:
-    """A Markdown table."""
-    def cell(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ CUDA rows (shared)
-
-
-def cuda_read_bandwidth(torch, nbytes: int = 1 << 30, repeats: int = 5) -> float:
-    """Device read bandwidth in bytes/s: median of synchronised sums over nbytes on the GPU,
-    measured in the same run as the CUDA rows it is the floor of."""
-    a = torch.ones(nbytes // 4, dtype=torch.float32, device="cuda")
-
-    def run():
-        a.sum()
-        torch.cuda.synchronize()
-
-    return nbytes / median_time(run, repeats)
-
-
-def device_lists(torch, n: int, k: int, seed: int = 0):
-    """Synthetic k-NN lists on the GPU: row i lists (i + o_t) mod n for k distinct offsets o_t
-    (no self, no repeats; j lists i back when n - o_t is an offset too), similarities uniform
-    in [0.2, 1). Built on the device: faiss-cpu cannot search 1M points in the time budget."""
-    rng = np.random.default_rng(seed)
-    off = torch.from_numpy(rng.choice(np.arange(1, n), k, replace=False)).cuda()
-    idx = (torch.arange(n, device="cuda")[:, None] + off[None, :]) % n
-    gen = torch.Generator(device="cuda").manual_seed(seed)
-    sims = 0.2 + 0.8 * torch.rand((n, k), device="cuda", generator=gen)
-    return sims, idx
+from dalcore.bench._common import (  # noqa: F401
+    fmt_table,
+    median_time,
+    memory_bandwidth,
+    parallel_memory_bandwidth,
+)

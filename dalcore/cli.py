@@ -6,6 +6,8 @@
   more --cycles, --repeats or --methods to extend it.
 - ``dalcore report DIR...``: rebuild summary.md and curves.png from one or more run folders.
 - ``dalcore info``: how this build of dalcore was made.
+- ``dalcore bench kcenter|graph|propagate [--data ...] [--quick]``: the speed benches, from the
+  installed package.
 - ``dalcore init | query | import | export | serve``: label your own images (a project).
 """
 
@@ -89,6 +91,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.bench, args.bench_args)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (exit code 2), no usage dump."""
 
@@ -166,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to write (default: the folder itself when one is given, "
                      "else ./report)")
     rep.set_defaults(func=_cmd_report)
+
+    bench = sub.add_parser(
+        "bench", help="run a speed bench (kcenter, graph, propagate) from the installed package",
+        description="Run one of dalcore's speed benches; `dalcore bench NAME --help` lists its "
+        "options (--data, --quick, ...).")
+    bench.add_argument("bench", choices=["kcenter", "graph", "propagate"], help="which bench")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="...",
+                       help="the bench's own options")
+    bench.set_defaults(func=_cmd_bench)
 
     from .project.cli import add_commands
 

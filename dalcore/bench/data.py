@@ -1,0 +1,191 @@
+"""The data the benches run on, named by ``--data``.
+
+``--data`` takes comma-separated specs, each ``NAME[:VIEW]`` or the path of a ``.npy`` file:
+
+=====================  ==========================================================================
+digits                 scikit-learn's digits, 1,797 x 64 pixels in [0, 1] (real)
+fashion-mnist          Fashion-MNIST training images, 60,000 x 784 pixels in [0, 1] (real;
+                       Debian's ``/usr/share/datasets/fashion-mnist`` unless ``--data-dir``)
+mnist, kmnist          MNIST / Kuzushiji-MNIST training images from their IDX files (real;
+                       ``--data-dir mnist=DIR`` / ``kmnist=DIR``: not shipped with any package)
+synthetic-clustered    synthetic: 50 Gaussian clusters on an 8-d subspace of R^128, 50,000 rows
+synthetic-isotropic    synthetic: isotropic Gaussian, 50,000 x 128, rows L2-normalised
+PATH.npy               a float (N, d) array of features saved with numpy.save
+=====================  ==========================================================================
+
+Views of the image sets: ``pixels`` (default), ``pca128`` (the pixels projected on their first
+128 principal components, float64), and for fashion-mnist ``convnet`` and ``deepcluster`` (128-d
+features of dalcore networks, :mod:`dalcore.bench.features`, made once and cached).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ._common import BenchError
+
+__all__ = ["BenchData", "IMAGE_SETS", "SYNTHETIC", "load", "parse_data_dirs", "parse_specs"]
+
+IMAGE_SETS = ("digits", "fashion-mnist", "mnist", "kmnist")
+SYNTHETIC = ("synthetic-clustered", "synthetic-isotropic")
+_VIEWS = {"digits": ("pixels",), "fashion-mnist": ("pixels", "pca128", "convnet", "deepcluster"),
+          "mnist": ("pixels", "pca128"), "kmnist": ("pixels", "pca128")}
+_DESCRIPTION = {
+    "pixels": "pixels in [0, 1]", "pca128": "pixels projected on their first 128 principal "
+    "components", "convnet": "128-d features of a dalcore ConvNet (cpu preset) trained on 200 "
+    "labels", "deepcluster": "128-d features of the DeepCluster backbone (PRE, cpu preset, no "
+    "label)",
+}
+
+
+@dataclass
+class BenchData:
+    """One bench data set: its name (the spec, as rows print it), what it is, the features
+    (float32, C-contiguous) and the class labels where there are some."""
+
+    name: str
+    description: str
+    x: np.ndarray
+    y: Optional[np.ndarray] = None
+
+
+def parse_specs(text: str) -> list[str]:
+    """The specs of a ``--data`` value, checked (BenchError naming the bad one)."""
+    specs = [s.strip() for s in text.split(",") if s.strip()]
+    if not specs:
+        raise BenchError("--data: expected at least one data set")
+    for spec in specs:
+        if spec.endswith(".npy"):
+            continue
+        name, _, view = spec.partition(":")
+        if name in SYNTHETIC and not view:
+            continue
+        if name not in _VIEWS:
+            raise BenchError(f"--data: unknown data set {name!r}; expected one of "
+                             f"{', '.join(IMAGE_SETS + SYNTHETIC)} or a .npy file")
+        if view and view not in _VIEWS[name]:
+            raise BenchError(f"--data: {name} has no view {view!r}; expected one of "
+                             f"{', '.join(_VIEWS[name])}")
+    return specs
+
+
+def parse_data_dirs(values: Optional[list[str]]) -> dict[str, str]:
+    """``--data-dir`` values (``NAME=DIR``, or ``DIR`` for every image set) as a dict."""
+    out: dict[str, str] = {}
+    for v in values or []:
+        name, sep, folder = v.partition("=")
+        if sep and name in IMAGE_SETS:
+            out[name] = folder
+        elif sep:
+            raise BenchError(f"--data-dir: unknown data set {name!r} in {v!r}; expected one of "
+                             f"{', '.join(IMAGE_SETS)}")
+        else:
+            out.update({k: v for k in IMAGE_SETS if k not in out})
+    return out
+
+
+def _idx_pixels(name: str, folder: Optional[str]) -> tuple[np.ndarray, np.ndarray]:
+    from ..data import DataError
+    from ..data.idx import DEBIAN_FASHION_MNIST, read_idx
+
+    if folder is None and name == "fashion-mnist":
+        folder = str(DEBIAN_FASHION_MNIST)
+    if folder is None:
+        raise BenchError(f"--data {name}: needs its IDX files, --data-dir {name}=DIR (no {name} "
+                         "on this machine by default)")
+    base = Path(folder)
+    found = {}
+    for part in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        hits = [base / (part + ext) for ext in ("", ".gz") if (base / (part + ext)).is_file()]
+        if not hits:
+            raise BenchError(f"--data {name}: {base} has no {part}[.gz]")
+        found[part] = hits[0]
+    try:
+        img = read_idx(found["train-images-idx3-ubyte"], 3, dataset=name)
+        lab = read_idx(found["train-labels-idx1-ubyte"], 1, dataset=name)
+    except DataError as e:
+        raise BenchError(str(e).strip()) from None
+    x = img.reshape(img.shape[0], -1).astype(np.float32) / np.float32(255.0)
+    return x, lab.astype(np.int64)
+
+
+def pca128(x: np.ndarray) -> np.ndarray:
+    """``x`` centred and projected on its first 128 principal components (float64), float32."""
+    c = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    _, v = np.linalg.eigh(c.T @ c)
+    return (c @ v[:, ::-1][:, :128]).astype(np.float32)
+
+
+def synthetic(kind: str, n: int = 50_000, d: int = 128, seed: int = 0) -> np.ndarray:
+    """``synthetic-clustered`` or ``synthetic-isotropic`` (see the module), float32."""
+    rng = np.random.default_rng(seed)
+    if kind == "synthetic-isotropic":
+        x = rng.standard_normal((n, d))
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    centres = rng.standard_normal((50, 8)) * 4.0
+    z = centres[rng.integers(0, 50, n)] + rng.standard_normal((n, 8))
+    basis = np.linalg.qr(rng.standard_normal((d, 8)))[0].T
+    return (z @ basis + 0.05 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+def _npy(spec: str) -> BenchData:
+    try:
+        x = np.load(spec, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise BenchError(f"--data {spec}: cannot read it as a .npy array ({e})") from None
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1 or x.dtype.kind not in "fiu":
+        raise BenchError(f"--data {spec}: expected a numeric (N, d) array with N >= 2, got "
+                         f"{x.dtype} {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise BenchError(f"--data {spec}: holds NaN or inf")
+    return BenchData(os.path.basename(spec), f"features from {spec}", x)
+
+
+def _image_set(name: str, view: str, dirs: dict[str, str], cache: Optional[str]) -> BenchData:
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x, y = (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
+        return BenchData("digits", "scikit-learn's digits, pixels in [0, 1] (real)", x, y)
+    if view in ("convnet", "deepcluster"):
+        from .features import network_features
+
+        _, y = _idx_pixels(name, dirs.get(name))
+        x = network_features(view, dirs.get(name), cache=cache)
+    else:
+        x, y = _idx_pixels(name, dirs.get(name))
+        if view == "pca128":
+            x = pca128(x)
+    label = f"{name}:{view}" if view != "pixels" else name
+    return BenchData(label, f"{name} training images, {_DESCRIPTION[view]} (real)",
+                     np.ascontiguousarray(x), y)
+
+
+def load(spec: str, *, dirs: Optional[dict[str, str]] = None, cache: Optional[str] = None,
+         max_rows: Optional[int] = None, seed: int = 0) -> BenchData:
+    """The data set of one spec; with ``max_rows``, a seeded random subset of that many rows
+    (in index order). BenchError when it cannot be had (the message says why)."""
+    if spec.endswith(".npy"):
+        data = _npy(spec)
+    elif spec in SYNTHETIC:
+        kind = "isotropic Gaussian, rows L2-normalised" if spec.endswith("isotropic") else \
+            "50 Gaussian clusters on an 8-d subspace"
+        n = 50_000 if max_rows is None else min(50_000, max_rows)
+        data = BenchData(spec, f"synthetic: {kind}, {n} x 128", synthetic(spec, n))
+    else:
+        name, _, view = spec.partition(":")
+        data = _image_set(name, view or "pixels", dirs or {}, cache)
+    if max_rows is not None and data.x.shape[0] > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(data.x.shape[0], max_rows,
+                                                          replace=False))
+        data.x = np.ascontiguousarray(data.x[rows])
+        data.y = None if data.y is None else data.y[rows]
+        data.description += f", {max_rows} random rows"
+    return data
