@@ -131,9 +131,10 @@ def _auto_dim(n: int, d: int) -> int:
     return int(min(32, max(8, 8 * round(d / 64))))
 
 
-def _pca_basis(x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """(basis, mean): the top-m principal directions of a seeded subsample of the rows (float64,
-    orthonormal rows, largest variance first) and the mean of all rows (float64)."""
+def _pca(x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(basis, mean, captured): the top-m principal directions of a seeded subsample of the rows
+    (float64, orthonormal rows, largest variance first), the mean of all rows (float64), and the
+    fraction of the subsample's variance those m directions hold."""
     import scipy.linalg
 
     n, d = x.shape
@@ -144,8 +145,17 @@ def _pca_basis(x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     else:
         sample = x.astype(np.float64) - mean
     with _one_blas_thread():
-        _, vec = scipy.linalg.eigh(sample.T @ sample, subset_by_index=[d - m, d - 1])
-    return np.ascontiguousarray(vec[:, ::-1].T), mean
+        cov = sample.T @ sample
+        val, vec = scipy.linalg.eigh(cov, subset_by_index=[d - m, d - 1])
+    total = float(np.trace(cov))
+    captured = float(val.sum()) / total if total > 0 else 1.0
+    return np.ascontiguousarray(vec[:, ::-1].T), mean, captured
+
+
+def _pca_basis(x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(basis, mean) of _pca."""
+    basis, mean, _ = _pca(x, m)
+    return basis, mean
 
 
 def _one_blas_thread() -> Any:
@@ -161,16 +171,34 @@ def _one_blas_thread() -> Any:
     return threadpool_limits(1, user_api="blas")
 
 
+# The bound clears a row when the projected distance alone reaches its min-distance: it needs
+# the m directions to hold most of the spread. Where they hold less than _MIN_CAPTURED of the
+# variance (isotropic data: about m / d; pixels and network features hold 0.8-1.0 at the
+# automatic m), building the copy (N d m products) and reading it before the hand-over to the
+# plain pass only cost: the automatic choice is then no projection.
+_MIN_CAPTURED = 0.5
+
+
 def _projection_for(x: np.ndarray, m: int | None) -> tuple | None:
     """The projection argument of _core.kcenter: m None = automatic, 0 = none."""
     d = x.shape[1]
     if m is None:
         m = _auto_dim(x.shape[0], d)
-    else:
-        m = _arrays.check_int(m, "_projection", low=0)
-        if m > d:
-            raise ValueError(f"_projection: expected at most {d} (the feature dimension), got {m}")
+        if not m:
+            return None
+        basis, mean, captured = _pca(x, m)
+        return (basis, mean) if captured >= _MIN_CAPTURED else None
+    m = _arrays.check_int(m, "_projection", low=0)
+    if m > d:
+        raise ValueError(f"_projection: expected at most {d} (the feature dimension), got {m}")
     return _pca_basis(x, m) if m else None
+
+
+def _projection_width(features: Any) -> int:
+    """The projection width the automatic choice gives these features (0: none; benches)."""
+    x = _arrays.as_features(features, "features")
+    proj = _projection_for(_rescaled(x)[0], None)
+    return 0 if proj is None else int(proj[0].shape[0])
 
 
 def _kcenter_stats(

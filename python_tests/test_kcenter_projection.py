@@ -14,7 +14,7 @@ from test_kcenter import check_greedy
 
 import dalcore
 from dalcore import _core
-from dalcore._kcenter import _kcenter_stats, _pca_basis
+from dalcore._kcenter import _auto_dim, _kcenter_stats, _pca_basis, _projection_width
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
@@ -192,12 +192,49 @@ def test_bad_projection_width(m, exc):
 
 
 def test_isotropic_default_path(rng):
-    # No direction dominates: the projection clears few rows and hands back to the plain pass;
-    # the picks are those of the plain pass and of the float64 reference all the same.
+    # No direction dominates: the automatic choice takes no projection (it would clear few rows)
+    # and the pruned sweeps hand over to the plain pass; the picks are those of the plain pass
+    # and of the float64 reference all the same.
     x = rng.standard_normal((8192, 128)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     stats = same_as_plain(x, 60, labels(len(x), 20, 16), None)
     assert stats["dense_picks"] > 0
+    assert stats["projected_rows"] == 0
+    # forced, the projection still gives the same picks, and hands back as well
+    stats = same_as_plain(x, 60, labels(len(x), 20, 16), 16)
+    assert stats["dense_picks"] > 0
+
+
+def captured_variance(x: np.ndarray, m: int) -> float:
+    """Fraction of the variance of all rows that the top m principal directions hold (float64)."""
+    c = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    w = np.linalg.eigvalsh(c.T @ c)
+    return float(w[-m:].sum() / w.sum())
+
+
+def low_rank(rng, n: int, d: int) -> np.ndarray:
+    z = rng.standard_normal((40, 6))[rng.integers(0, 40, n)] * 3 + rng.standard_normal((n, 6))
+    basis = np.linalg.qr(rng.standard_normal((d, 6)))[0].T
+    return (z @ basis + 0.05 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["isotropic", "low-rank", "fashion-pca"])
+def test_automatic_width_follows_the_captured_variance(rng, kind):
+    # The automatic choice keeps the projection where its m directions hold at least half the
+    # variance, and only there; the picks are the plain pass's either way.
+    if kind == "isotropic":
+        x = rng.standard_normal((10_000, 128)).astype(np.float32)
+    elif kind == "low-rank":
+        x = low_rank(rng, 10_000, 128)
+    else:
+        x = pca(fashion_pixels(10_000, seed=21), 128)
+    m = _auto_dim(*x.shape)
+    frac = captured_variance(x, m)
+    assert abs(frac - 0.5) > 0.1  # far from the threshold: a subsample cannot flip the choice
+    width = _projection_width(x)
+    assert width == (m if frac >= 0.5 else 0)
+    stats = same_as_plain(x, 40, labels(len(x), 30, 22), None)
+    assert (stats["projected_rows"] > 0) == (width > 0)
 
 
 @pytest.mark.parametrize("exponent", [-58, -20, 20, 55])
