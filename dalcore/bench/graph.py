@@ -161,7 +161,7 @@ def cuda_rows(sizes: list[int], k: int, gamma: float, repeats: int) -> None:
 
 HEADER = ["data", "N", "nnz (union)", "knn s (1 run)", "scipy ms", "ours union ms",
           "scipy/ours", "floor ms", "ours/floor", "ours reciprocal ms", "scipy cpu ms",
-          "ours cpu ms", "cpu ratio", "max |diff|"]
+          "ours cpu ms", "cpu ratio", "max abs diff"]
 
 
 def build_parser(prog: str = "dalcore bench graph") -> BenchParser:
