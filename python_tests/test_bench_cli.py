@@ -75,6 +75,17 @@ def test_kcenter_quick_rows_named_by_data(tmp_path):
     assert "synthetic" in r.stdout.split("synthetic-isotropic:")[1].splitlines()[0]
 
 
+def test_kcenter_quick_default_data():
+    r = bench("kcenter", "--quick")
+    assert r.returncode == 0, r.stderr
+    rows = table_rows(r.stdout, "| data | N | d | budget |")
+    assert [row["data"] for row in rows] == ["digits", "synthetic-clustered",
+                                             "synthetic-isotropic"]
+    # the synthetic rows say they are synthetic
+    for name in ("synthetic-clustered", "synthetic-isotropic"):
+        assert f"- {name}: synthetic:" in r.stdout
+
+
 def test_kcenter_script_and_cli_print_the_same_table():
     args = ["--quick", "--data", "digits"]
     script = subprocess.run([sys.executable, str(ROOT / "benches" / "bench_kcenter.py"), *args],

@@ -14,7 +14,7 @@ the bytes that must move (read the lists, write the CSR) / bandwidth measured in
 Data: by default synthetic clustered features (N/50 random centres, L2-normalised, like network
 features) at N in 10k, 50k, 200k (--sizes); ``--data`` names real ones instead
 (:mod:`dalcore.bench.data`: digits, fashion-mnist[:pca128|convnet|deepcluster], a .npy file, ...).
-``--quick``: N in 10k, 50k (data sets cut to 10,000 rows), 3 repeats.
+``--quick``: N in 10k, 20k (data sets cut to 10,000 rows), 3 repeats.
 
     dalcore bench graph --quick
     dalcore bench graph --data digits,fashion-mnist:convnet
@@ -173,7 +173,8 @@ def build_parser(prog: str = "dalcore bench graph") -> BenchParser:
     ap.add_argument("--data-dir", action="append", metavar="[NAME=]DIR",
                     help="folder of an image set's IDX files (repeatable)")
     ap.add_argument("--cache-dir", default=None, help="where network features are cached")
-    ap.add_argument("--quick", action="store_true", help="N in {10k, 50k}, fewer repeats")
+    ap.add_argument("--quick", action="store_true",
+                    help="N in {10k, 20k} (data sets cut to 10,000 rows), 3 repeats")
     ap.add_argument("--sizes", type=positive_int, nargs="*",
                     help="synthetic sizes N (default 10k, 50k, 200k)")
     ap.add_argument("-k", type=positive_int, default=50)
@@ -188,7 +189,7 @@ def build_parser(prog: str = "dalcore bench graph") -> BenchParser:
 
 def _datasets(args: Any) -> list[tuple[str, np.ndarray, str]]:
     if args.data is None:
-        sizes = args.sizes or ([10_000, 50_000] if args.quick else [10_000, 50_000, 200_000])
+        sizes = args.sizes or ([10_000, 20_000] if args.quick else [10_000, 50_000, 200_000])
         return [("synthetic-clustered", features(n, args.d), f"synthetic: N/50 Gaussian "
                  f"clusters, {n} x {args.d}, L2-normalised") for n in sizes]
     dirs = bench_data.parse_data_dirs(args.data_dir)
@@ -204,7 +205,7 @@ def _datasets(args: Any) -> list[tuple[str, np.ndarray, str]]:
 
 def run(args: Any) -> None:
     """Runs the bench the parsed arguments describe (BenchError on a bad one)."""
-    sizes = args.sizes or ([10_000, 50_000] if args.quick else [10_000, 50_000, 200_000])
+    sizes = args.sizes or ([10_000, 20_000] if args.quick else [10_000, 50_000, 200_000])
     repeats = args.repeats or (3 if args.quick else 5)
     if args.cuda_only:
         cuda_rows(sizes, args.k, args.gamma, repeats)

@@ -19,7 +19,7 @@ builds a true k-NN graph with faiss on clustered Gaussian features instead (slow
 installed) of real features instead, L2-normalised, with --per-class labelled nodes of each of
 their true classes (C = the data set's classes; a .npy file has none: --classes random ones).
 
-    dalcore bench propagate --quick                 # N = 50k, C in {10, 100}
+    dalcore bench propagate --quick                 # N = 20k, C in {10, 100}
     dalcore bench propagate                         # N in {10k, 50k, 200k}
     dalcore bench propagate --data digits,fashion-mnist:convnet
 """
@@ -186,7 +186,7 @@ def build_parser(prog: str = "dalcore bench propagate") -> BenchParser:
                     help="folder of an image set's IDX files (repeatable)")
     ap.add_argument("--cache-dir", default=None, help="where network features are cached")
     ap.add_argument("--quick", action="store_true",
-                    help="N = 50k only (data sets cut to 10,000 rows), 3 repeats")
+                    help="N = 20k only (data sets cut to 10,000 rows), 3 repeats")
     ap.add_argument("--n", type=positive_int, nargs="*", help="override the N values")
     ap.add_argument("--classes", type=positive_int, nargs="*", default=[10, 100])
     ap.add_argument("--k", type=positive_int, default=50)
@@ -210,7 +210,8 @@ def _cases(args: Any, sizes: list[int]) -> Any:
         for n in sizes:
             t0 = time.perf_counter()
             s = synthetic_graph(n, args.k) if args.graph == "synthetic" else faiss_graph(n, args.k)
-            name = f"synthetic-{args.graph}"
+            name = ("synthetic (random in-cluster neighbours)" if args.graph == "synthetic"
+                    else "synthetic (k-NN of clustered features)")
             print(f"{name} N={n}: {s.nnz / n:.1f} nonzeros per row, built in "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
             yield name, s, [(c, make_labels(n, c, args.per_class)) for c in args.classes]
@@ -264,7 +265,7 @@ def _row(name: str, s: sp.csr_array, labels: np.ndarray, c: int, args: Any,
 
 def run(args: Any) -> None:
     """Runs the bench the parsed arguments describe (BenchError on a bad one)."""
-    sizes = args.n or ([50_000] if args.quick else [10_000, 50_000, 200_000])
+    sizes = args.n or ([20_000] if args.quick else [10_000, 50_000, 200_000])
     if args.quick:
         args.repeats, args.peer_repeats = min(args.repeats, 3), min(args.peer_repeats, 2)
     if args.cuda_only:
