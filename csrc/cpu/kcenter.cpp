@@ -71,27 +71,6 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // ---------------------------------------------------------------- row loops (multiversioned)
 
-// Rows [begin, end): add centre c (c < 0: none) to min_d, return the arg-max of min_d there.
-DALCORE_MULTIVERSION
-ArgMax scan_rows(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
-                 std::int64_t c, float* min_d) {
-  ArgMax best = argmax_none();
-  const float* xc = c >= 0 ? x + c * d : nullptr;
-  for (std::int64_t i = begin; i < end; ++i) {
-    float m = min_d[i];
-    if (m < 0.0f) continue;  // a centre
-    if (xc) {
-      const float s = sq_dist(x + i * d, xc, d);
-      if (s < m) {
-        m = s;
-        min_d[i] = s;
-      }
-    }
-    if (best.index < 0 || m > best.value) best = ArgMax{m, i};
-  }
-  return best;
-}
-
 // Rows [begin, end): arg-max of the squared distance to the vector q.
 DALCORE_MULTIVERSION
 ArgMax farthest_rows(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
@@ -150,6 +129,50 @@ template <int P, int L>
       const v4f s4 = h4[0] + h4[1];
       out[p * L + q] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
     }
+}
+
+// Rows [begin, end): add centre c (c < 0: none) to min_d, return the arg-max of min_d there.
+// Four rows per step against the centre (sq_dist_block<4, 1>: summed exactly as sq_dist, four
+// independent accumulator chains; centre rows are computed and ignored); the arg-max is taken in
+// index order, so ties keep the lowest index.
+DALCORE_MULTIVERSION
+ArgMax scan_rows(const float* x, std::int64_t d, std::int64_t begin, std::int64_t end,
+                 std::int64_t c, float* min_d) {
+  constexpr int P = 4;
+  ArgMax best = argmax_none();
+  std::int64_t i = begin;
+  if (c >= 0) {
+    const float* const xc[1] = {x + c * d};
+    for (; i + P <= end; i += P) {
+      const float* rows[P];
+      for (int p = 0; p < P; ++p) rows[p] = x + (i + p) * d;
+      float s[P];
+      sq_dist_block<P, 1>(rows, xc, d, s);
+      for (int p = 0; p < P; ++p) {
+        float m = min_d[i + p];
+        if (m < 0.0f) continue;  // a centre
+        if (s[p] < m) {
+          m = s[p];
+          min_d[i + p] = m;
+        }
+        if (best.index < 0 || m > best.value) best = ArgMax{m, i + p};
+      }
+    }
+  }
+  const float* xc = c >= 0 ? x + c * d : nullptr;
+  for (; i < end; ++i) {
+    float m = min_d[i];
+    if (m < 0.0f) continue;  // a centre
+    if (xc) {
+      const float s = sq_dist(x + i * d, xc, d);
+      if (s < m) {
+        m = s;
+        min_d[i] = s;
+      }
+    }
+    if (best.index < 0 || m > best.value) best = ArgMax{m, i};
+  }
+  return best;
 }
 
 // The labeled rows minus their mean, for the screening of the labeled distances: stored by
