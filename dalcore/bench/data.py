@@ -21,15 +21,17 @@ features of dalcore networks, :mod:`dalcore.bench.features`, made once and cache
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from ._common import BenchError
 
-__all__ = ["BenchData", "IMAGE_SETS", "SYNTHETIC", "load", "parse_data_dirs", "parse_specs"]
+__all__ = ["BenchData", "IMAGE_SETS", "SYNTHETIC", "add_arguments", "load", "load_all",
+           "parse_data_dirs", "parse_specs"]
 
 IMAGE_SETS = ("digits", "fashion-mnist", "mnist", "kmnist")
 SYNTHETIC = ("synthetic-clustered", "synthetic-isotropic")
@@ -147,7 +149,8 @@ def _npy(spec: str) -> BenchData:
     return BenchData(os.path.basename(spec), f"features from {spec}", x)
 
 
-def _image_set(name: str, view: str, dirs: dict[str, str], cache: Optional[str]) -> BenchData:
+def _image_set(name: str, view: str, dirs: dict[str, str], cache: Optional[str],
+               epochs: Optional[int]) -> BenchData:
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -158,18 +161,22 @@ def _image_set(name: str, view: str, dirs: dict[str, str], cache: Optional[str])
         from .features import network_features
 
         _, y = _idx_pixels(name, dirs.get(name))
-        x = network_features(view, dirs.get(name), cache=cache)
+        x = network_features(view, dirs.get(name), cache=cache, epochs=epochs)
     else:
         x, y = _idx_pixels(name, dirs.get(name))
         if view == "pca128":
             x = pca128(x)
     label = f"{name}:{view}" if view != "pixels" else name
-    return BenchData(label, f"{name} training images, {_DESCRIPTION[view]} (real)",
+    what = _DESCRIPTION[view]
+    if view == "deepcluster" and epochs is not None:
+        what += f", {epochs} pre-training epochs"
+    return BenchData(label, f"{name} training images, {what} (real)",
                      np.ascontiguousarray(x), y)
 
 
 def load(spec: str, *, dirs: Optional[dict[str, str]] = None, cache: Optional[str] = None,
-         max_rows: Optional[int] = None, seed: int = 0) -> BenchData:
+         max_rows: Optional[int] = None, seed: int = 0,
+         deepcluster_epochs: Optional[int] = None) -> BenchData:
     """The data set of one spec; with ``max_rows``, a seeded random subset of that many rows
     (in index order). BenchError when it cannot be had (the message says why)."""
     if spec.endswith(".npy"):
@@ -181,7 +188,7 @@ def load(spec: str, *, dirs: Optional[dict[str, str]] = None, cache: Optional[st
         data = BenchData(spec, f"synthetic: {kind}, {n} x 128", synthetic(spec, n))
     else:
         name, _, view = spec.partition(":")
-        data = _image_set(name, view or "pixels", dirs or {}, cache)
+        data = _image_set(name, view or "pixels", dirs or {}, cache, deepcluster_epochs)
     if max_rows is not None and data.x.shape[0] > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(data.x.shape[0], max_rows,
                                                           replace=False))
@@ -189,3 +196,33 @@ def load(spec: str, *, dirs: Optional[dict[str, str]] = None, cache: Optional[st
         data.y = None if data.y is None else data.y[rows]
         data.description += f", {max_rows} random rows"
     return data
+
+
+def add_arguments(ap: Any, default_help: str) -> None:
+    """The data options every bench shares: --data, --data-dir, --cache-dir,
+    --deepcluster-epochs."""
+    from ._common import positive_int
+
+    ap.add_argument("--data", default=None,
+                    help="comma-separated data sets, NAME[:VIEW] or a .npy file (digits, "
+                    "fashion-mnist[:pca128|convnet|deepcluster], mnist[:pca128], "
+                    "kmnist[:pca128], synthetic-clustered, synthetic-isotropic; see "
+                    f"dalcore.bench.data). {default_help}")
+    ap.add_argument("--data-dir", action="append", metavar="[NAME=]DIR",
+                    help="folder of an image set's IDX files (repeatable; fashion-mnist "
+                    "defaults to Debian's package)")
+    ap.add_argument("--cache-dir", default=None,
+                    help="where the network features are cached (default $DALCORE_BENCH_CACHE "
+                    "or ~/.cache/dalcore/bench)")
+    ap.add_argument("--deepcluster-epochs", type=positive_int, default=None,
+                    help="DeepCluster pre-training epochs of the deepcluster view (default: the "
+                    "cpu preset's 20)")
+
+
+def load_all(args: Any, default: str, max_rows: Optional[int]) -> Iterator[BenchData]:
+    """The data sets of ``args.data`` (or ``default``), loaded one at a time; the names and
+    folders are checked first (BenchError before anything runs)."""
+    specs = parse_specs(args.data or default)
+    dirs = parse_data_dirs(args.data_dir)
+    return (load(spec, dirs=dirs, cache=args.cache_dir, max_rows=max_rows,
+                 deepcluster_epochs=args.deepcluster_epochs) for spec in specs)

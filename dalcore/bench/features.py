@@ -3,8 +3,9 @@
 - ``convnet``: the 128-d features of a dalcore ConvNet (the ``cpu`` preset: 16x16 input, width
   0.25, 200 gradient steps) trained on 200 class-balanced labelled training images, for all
   60,000 training images.
-- ``deepcluster``: the 128-d features of the DeepCluster backbone (PRE, the ``cpu`` preset's 20
-  pre-training epochs, 50 clusters, no label read) for all 60,000 training images.
+- ``deepcluster``: the 128-d features of the DeepCluster backbone (PRE: the ``cpu`` preset's
+  settings, 50 clusters, no label read; its 20 pre-training epochs unless ``epochs`` says fewer)
+  for all 60,000 training images.
 
 Both are L2-normalised (the network's own feature layer) float32 arrays, saved as ``.npy`` in the
 cache folder (``--cache-dir``, else ``$DALCORE_BENCH_CACHE``, else ``~/.cache/dalcore/bench``)
@@ -54,12 +55,17 @@ def _convnet(data: Any, seed: int) -> Any:
                train_seed=seed + 1).model
 
 
-def _deepcluster(data: Any, seed: int, folder: Path) -> Any:
+def _deepcluster(data: Any, seed: int, folder: Path, epochs: Optional[int]) -> Any:
+    import dataclasses
+
     from ..loop import pretrained_backbone
     from ..models import ConvNet13
 
     settings = _settings()
-    path = folder / f"fashion-deepcluster-s{seed}.pt"
+    if epochs is not None:
+        settings = dataclasses.replace(settings, preset=dataclasses.replace(
+            settings.preset, pretrain_epochs=int(epochs)))
+    path = folder / f"fashion-deepcluster-e{settings.preset.pretrain_epochs}-s{seed}.pt"
     backbone = pretrained_backbone(settings, data, "cpu", path, seed,
                                    num_clusters=5 * int(data.num_classes), log=print)
     model = ConvNet13(in_channels=int(data.x_train.shape[1]), num_classes=int(data.num_classes),
@@ -70,16 +76,20 @@ def _deepcluster(data: Any, seed: int, folder: Path) -> Any:
 
 def network_features(kind: str, data_dir: Optional[str | os.PathLike] = None, *,
                      cache: Optional[str | os.PathLike] = None, seed: int = 0,
-                     log: Any = print) -> np.ndarray:
-    """(60000, 128) float32 features of Fashion-MNIST's training images (see the module).
+                     epochs: Optional[int] = None, log: Any = print) -> np.ndarray:
+    """(60000, 128) float32 features of Fashion-MNIST's training images (see the module);
+    ``epochs``: DeepCluster pre-training epochs (None: the cpu preset's 20).
 
-    Raises ValueError for an unknown ``kind``; dalcore.data.DataError when Fashion-MNIST is
-    missing; ImportError without torch.
+    Raises ValueError for an unknown ``kind`` or bad ``epochs``; dalcore.data.DataError when
+    Fashion-MNIST is missing; ImportError without torch.
     """
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1):
+        raise ValueError(f"epochs: expected an integer >= 1, got {epochs!r}")
     folder = cache_dir(cache)
-    path = folder / f"fashion-{kind}-s{seed}.npy"
+    tag = f"-e{epochs or _settings().preset.pretrain_epochs}" if kind == "deepcluster" else ""
+    path = folder / f"fashion-{kind}{tag}-s{seed}.npy"
     if path.is_file():
         return np.load(path)
     import torch
@@ -92,7 +102,8 @@ def network_features(kind: str, data_dir: Optional[str | os.PathLike] = None, *,
     try:
         data = load_dataset("fashion-mnist", data_dir, image_size=16)
         log(f"# making the {kind} features of Fashion-MNIST (once; cached in {path})")
-        model = _convnet(data, seed) if kind == "convnet" else _deepcluster(data, seed, folder)
+        model = (_convnet(data, seed) if kind == "convnet"
+                 else _deepcluster(data, seed, folder, epochs))
         _, feats = extract(model, data.x_train, device="cpu")
     finally:
         torch.set_num_threads(threads)

@@ -167,12 +167,7 @@ HEADER = ["data", "N", "nnz (union)", "knn s (1 run)", "scipy ms", "ours union m
 def build_parser(prog: str = "dalcore bench graph") -> BenchParser:
     """The graph bench's arguments."""
     ap = BenchParser(prog=prog, description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None,
-                    help="comma-separated data sets (NAME[:VIEW] or a .npy file; see "
-                    "dalcore.bench.data); default: synthetic clustered features at --sizes")
-    ap.add_argument("--data-dir", action="append", metavar="[NAME=]DIR",
-                    help="folder of an image set's IDX files (repeatable)")
-    ap.add_argument("--cache-dir", default=None, help="where network features are cached")
+    bench_data.add_arguments(ap, "Default: synthetic clustered features at --sizes")
     ap.add_argument("--quick", action="store_true",
                     help="N in {10k, 20k} (data sets cut to 10,000 rows), 3 repeats")
     ap.add_argument("--sizes", type=positive_int, nargs="*",
@@ -192,13 +187,11 @@ def _datasets(args: Any) -> list[tuple[str, np.ndarray, str]]:
         sizes = args.sizes or ([10_000, 20_000] if args.quick else [10_000, 50_000, 200_000])
         return [("synthetic-clustered", features(n, args.d), f"synthetic: N/50 Gaussian "
                  f"clusters, {n} x {args.d}, L2-normalised") for n in sizes]
-    dirs = bench_data.parse_data_dirs(args.data_dir)
     out = []
-    for spec in bench_data.parse_specs(args.data):
-        ds = bench_data.load(spec, dirs=dirs, cache=args.cache_dir,
-                             max_rows=QUICK_ROWS if args.quick else None)
+    for ds in bench_data.load_all(args, args.data, QUICK_ROWS if args.quick else None):
         if ds.x.shape[0] <= args.k:
-            raise BenchError(f"--data {spec}: {ds.x.shape[0]} rows, -k needs more than {args.k}")
+            raise BenchError(f"--data {ds.name}: {ds.x.shape[0]} rows, -k needs more than "
+                             f"{args.k}")
         out.append((ds.name, normalised(ds.x), ds.description + ", L2-normalised"))
     return out
 

@@ -102,8 +102,8 @@ def data_table(args: Any) -> None:
     if args.threads:
         dalcore._core.set_num_threads(args.threads)
     quick = args.quick
-    specs = bench_data.parse_specs(args.data or (QUICK_DATA if quick else DEFAULT_DATA))
-    dirs = bench_data.parse_data_dirs(args.data_dir)
+    datasets = bench_data.load_all(args, QUICK_DATA if quick else DEFAULT_DATA,
+                                   QUICK_ROWS if quick else None)
     repeats = 1 if quick else args.repeats
     budget = min(args.budget, QUICK_BUDGET) if quick else args.budget
     bw = parallel_memory_bandwidth(1 << 26 if quick else 1 << 28)
@@ -114,9 +114,7 @@ def data_table(args: Any) -> None:
           f"(measured in this run); {N_LABELED} labeled; ours, unpruned and numpy interleaved, "
           f"median of {repeats}; load average {load0:.2f}", flush=True)
     rows, described = [], []
-    for spec in specs:
-        ds = bench_data.load(spec, dirs=dirs, cache=args.cache_dir,
-                             max_rows=QUICK_ROWS if quick else None)
+    for ds in datasets:
         described.append(f"- {ds.name}: {ds.description}")
         rows.append(bench_one(ds.name, ds.x, budget, repeats, bw))
         print(fmt_table(HEADER, rows[-1:]).splitlines()[-1], flush=True)
@@ -217,16 +215,8 @@ def _names(text: str, known: Sequence[str], flag: str) -> list[str]:
 def build_parser(prog: str = "dalcore bench kcenter") -> BenchParser:
     """The k-center bench's arguments."""
     ap = BenchParser(prog=prog, description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None,
-                    help="comma-separated data sets (NAME[:VIEW] or a .npy file; see "
-                    f"dalcore.bench.data). Default: {DEFAULT_DATA}; --quick: {QUICK_DATA}. "
-                    "'clustered' or 'gaussian' alone: the synthetic grid (as --grid)")
-    ap.add_argument("--data-dir", action="append", metavar="[NAME=]DIR",
-                    help="folder of an image set's IDX files (repeatable; fashion-mnist "
-                    "defaults to Debian's package)")
-    ap.add_argument("--cache-dir", default=None,
-                    help="where the network features are cached (default $DALCORE_BENCH_CACHE "
-                    "or ~/.cache/dalcore/bench)")
+    bench_data.add_arguments(ap, f"Default: {DEFAULT_DATA}; --quick: {QUICK_DATA}. "
+                             "'clustered' or 'gaussian' alone: the synthetic grid (as --grid)")
     ap.add_argument("--quick", action="store_true",
                     help=f"at most {QUICK_ROWS} rows, budget {QUICK_BUDGET}, 1 repeat")
     ap.add_argument("--repeats", type=positive_int, default=3)

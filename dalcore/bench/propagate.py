@@ -179,12 +179,7 @@ def cuda_rows(sizes: list[int], k: int, classes: list[int], per_class: int,
 def build_parser(prog: str = "dalcore bench propagate") -> BenchParser:
     """The propagate bench's arguments."""
     ap = BenchParser(prog=prog, description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None,
-                    help="comma-separated data sets (NAME[:VIEW] or a .npy file; see "
-                    "dalcore.bench.data): their k-NN graphs; default: synthetic graphs at --n")
-    ap.add_argument("--data-dir", action="append", metavar="[NAME=]DIR",
-                    help="folder of an image set's IDX files (repeatable)")
-    ap.add_argument("--cache-dir", default=None, help="where network features are cached")
+    bench_data.add_arguments(ap, "Their k-NN graphs; default: synthetic graphs at --n")
     ap.add_argument("--quick", action="store_true",
                     help="N = 20k only (data sets cut to 10,000 rows), 3 repeats")
     ap.add_argument("--n", type=positive_int, nargs="*", help="override the N values")
@@ -216,13 +211,10 @@ def _cases(args: Any, sizes: list[int]) -> Any:
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
             yield name, s, [(c, make_labels(n, c, args.per_class)) for c in args.classes]
         return
-    dirs = bench_data.parse_data_dirs(args.data_dir)
-    for spec in bench_data.parse_specs(args.data):
-        ds = bench_data.load(spec, dirs=dirs, cache=args.cache_dir,
-                             max_rows=10_000 if args.quick else None)
+    for ds in bench_data.load_all(args, args.data, 10_000 if args.quick else None):
         n = ds.x.shape[0]
         if n <= args.k:
-            raise BenchError(f"--data {spec}: {n} rows, --k needs more than {args.k}")
+            raise BenchError(f"--data {ds.name}: {n} rows, --k needs more than {args.k}")
         s = knn_graph_of(ds.x, args.k)
         print(f"{ds.name} N={n}: k-NN graph, {s.nnz / n:.1f} nonzeros per row; {ds.description}",
               flush=True)
