@@ -178,3 +178,16 @@ def test_bad_npy_files_refused(tmp_path):
 
 def test_unknown_bench_refused():
     check_refused(bench("nope"), "nope")
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"kind": "resnet"}, "kind"), ({"kind": "deepcluster", "epochs": 0}, "epochs"),
+    ({"kind": "deepcluster", "epochs": 2.5}, "epochs"), ({"kind": "convnet", "epochs": True},
+                                                         "epochs"),
+])
+def test_network_features_refuse_bad_arguments(tmp_path, kwargs, name):
+    from dalcore.bench.features import network_features
+
+    with pytest.raises(ValueError, match=name):
+        network_features(cache=tmp_path, **kwargs)
+    assert not list(tmp_path.iterdir())  # refused before anything was made
