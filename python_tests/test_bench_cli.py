@@ -191,3 +191,33 @@ def test_network_features_refuse_bad_arguments(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):
         network_features(cache=tmp_path, **kwargs)
     assert not list(tmp_path.iterdir())  # refused before anything was made
+
+
+def write_idx(folder: Path, n: int, seed: int) -> np.ndarray:
+    """MNIST-format training files (gzipped IDX) of n random 28x28 images; returns the pixels."""
+    import gzip
+
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    lab = rng.integers(0, 10, size=n, dtype=np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + np.array([n, 28, 28], dtype=">i4").tobytes() + img.tobytes())
+    with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + np.array([n], dtype=">i4").tobytes() + lab.tobytes())
+    return img
+
+
+def test_kcenter_idx_datasets_from_data_dir(tmp_path):
+    # MNIST and KMNIST are not on this machine: --data-dir NAME=DIR names their IDX folders
+    write_idx(tmp_path / "m", 600, 41)
+    write_idx(tmp_path / "k", 700, 42)
+    r = bench("kcenter", "--quick", "--data", "mnist,kmnist:pca128",
+              "--data-dir", f"mnist={tmp_path / 'm'}", "--data-dir", f"kmnist={tmp_path / 'k'}")
+    assert r.returncode == 0, r.stderr
+    rows = {row["data"]: row for row in table_rows(r.stdout, "| data | N | d | budget |")}
+    assert (rows["mnist"]["N"], rows["mnist"]["d"]) == ("600", "784")
+    assert (rows["kmnist:pca128"]["N"], rows["kmnist:pca128"]["d"]) == ("700", "128")
+    (tmp_path / "bad").mkdir()
+    check_refused(bench("kcenter", "--data", "mnist", "--data-dir", f"mnist={tmp_path / 'bad'}"),
+                  "train-images-idx3-ubyte")
