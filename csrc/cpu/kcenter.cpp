@@ -32,6 +32,10 @@
 // picks stay bit-identical. Pixels and their projections (where the triangle inequality fails)
 // then read z for every point and the full row for a few percent of them.
 //
+// Full passes run on one thread or on all, whichever their measured wall times favour
+// (kcenter_pass_threads.h: on a shared machine a fork/join per pick can wait a time slice for a
+// descheduled thread); the picks do not depend on it.
+//
 // Hand-overs: when the pruned sweeps visit over half the candidates for 4 picks in a row, the
 // remaining picks are full passes (through the projection when there is one: one thread below
 // 2^22 floats of it; the plain pass once the projection reads over half the rows in full for 4
@@ -50,6 +54,7 @@
 #include <utility>
 #include <vector>
 
+#include "kcenter_pass_threads.h"
 #include "dalcore/detail/kcenter_ops.h"
 #include "dalcore/detail/kcenter_projection.h"
 #include "dalcore/detail/omp_guard.h"
@@ -579,14 +584,18 @@ double run_unpruned(const float* x, std::int64_t n, std::int64_t d, std::int64_t
   } else {
     best = farthest_from_mean(x, n, d);
   }
+  PassThreads threads(omp_get_max_threads());
   for (std::int64_t t = 0; t < budget; ++t) {
     const std::int64_t c = best.index;
     out[t] = c;
     min_d[static_cast<std::size_t>(c)] = kCenter;
-    if (t + 1 < budget || want_radius)
-      best = parallel_argmax(n, [&](std::int64_t b, std::int64_t e) {
+    if (t + 1 < budget || want_radius) {
+      threads.start();
+      best = parallel_argmax(n, threads.serial(), [&](std::int64_t b, std::int64_t e) {
         return scan_rows(x, d, b, e, c, min_d.data());
       });
+      threads.stop();
+    }
   }
   if (!want_radius) return -1.0;
   return best.index >= 0 ? std::sqrt(static_cast<double>(std::max(best.value, 0.0f))) : 0.0;
@@ -753,14 +762,18 @@ class PrunedState {
 // *full_rows: the rows read in full.
 ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const ProjectionBound* pb,
                  std::int64_t c, std::vector<float>& min_d, KCenterStats* stats,
-                 std::int64_t* full_rows) {
+                 std::int64_t* full_rows, PassThreads& threads) {
   *full_rows = n;
   min_d[static_cast<std::size_t>(c)] = kCenter;
   if (!pb) {
     if (stats) stats->full_rows += n;
-    return parallel_argmax(n, [&](std::int64_t b, std::int64_t e) {
-      return scan_rows(x, d, b, e, c, min_d.data());
-    });
+    threads.start();
+    const ArgMax best =
+        parallel_argmax(n, threads.serial(), [&](std::int64_t b, std::int64_t e) {
+          return scan_rows(x, d, b, e, c, min_d.data());
+        });
+    threads.stop();
+    return best;
   }
   std::int64_t full = 0, proj = 0;
   // A pass through the projection is short (N (m + 2) floats): below 2^22 of them one thread does
@@ -817,13 +830,14 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
   constexpr std::int64_t kMinPicks = 8, kDenseStreak = 4;
   std::int64_t streak = 0, useless = 0;
   bool dense = false;
+  PassThreads threads(omp_get_max_threads());  // of the plain passes after the hand-over
   for (std::int64_t t = 0; t < budget; ++t) {
     const std::int64_t c = best.index;
     out[t] = c;
     if (t + 1 >= budget && !want_radius) break;
     if (dense) {
       std::int64_t full = 0;
-      best = full_pass(x, n, d, pb, c, min_d, stats, &full);
+      best = full_pass(x, n, d, pb, c, min_d, stats, &full, threads);
       if (stats) ++stats->dense_picks;
       // Where the projection clears few rows (isotropic data: no direction dominates) it only
       // adds its own reads: after kDenseStreak passes that read over half the rows in full,

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from types import ModuleType
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 import numpy as np
 
@@ -52,6 +52,25 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
     return v
+
+
+def limit_threads(n: Optional[int]) -> Any:
+    """Sets dalcore's OpenMP threads to ``n`` and returns a context limiting the BLAS libraries'
+    (numpy's GEMV peer) to ``n`` as well (threadpoolctl, which comes with scikit-learn; without
+    it a line says BLAS keeps its own count). ``n`` None: nothing changes."""
+    import contextlib
+
+    if n is None:
+        return contextlib.nullcontext()
+    import dalcore
+
+    dalcore._core.set_num_threads(int(n))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("# --threads: threadpoolctl is not installed, BLAS keeps its own thread count")
+        return contextlib.nullcontext()
+    return threadpool_limits(int(n))
 
 
 def load_average() -> float:

@@ -39,6 +39,7 @@ from ._common import (
     BenchParser,
     fail,
     fmt_table,
+    limit_threads,
     load_average,
     parallel_memory_bandwidth,
     positive_int,
@@ -97,10 +98,13 @@ def bench_one(name: str, x: np.ndarray, budget: int, repeats: int, bw: float) ->
 
 def data_table(args: Any) -> None:
     """The data table (and the --large line), printed as Markdown."""
+    with limit_threads(args.threads):
+        _data_table(args)
+
+
+def _data_table(args: Any) -> None:
     import dalcore
 
-    if args.threads:
-        dalcore._core.set_num_threads(args.threads)
     quick = args.quick
     datasets = bench_data.load_all(args, QUICK_DATA if quick else DEFAULT_DATA,
                                    QUICK_ROWS if quick else None)
