@@ -758,29 +758,35 @@ class PrunedState {
   std::int64_t visited_ = 0;                        // members visited by the current pick
 };
 
+// The thread choice of each kind of full pass (their costs differ).
+struct FullPassThreads {
+  PassThreads plain{omp_get_max_threads()}, proj{omp_get_max_threads()};
+};
+
 // One pick by a pass over all rows: plain (every row read) or through the projection bound.
 // *full_rows: the rows read in full.
 ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const ProjectionBound* pb,
                  std::int64_t c, std::vector<float>& min_d, KCenterStats* stats,
-                 std::int64_t* full_rows, PassThreads& threads) {
+                 std::int64_t* full_rows, FullPassThreads& threads) {
   *full_rows = n;
   min_d[static_cast<std::size_t>(c)] = kCenter;
   if (!pb) {
     if (stats) stats->full_rows += n;
-    threads.start();
+    threads.plain.start();
     const ArgMax best =
-        parallel_argmax(n, threads.serial(), [&](std::int64_t b, std::int64_t e) {
+        parallel_argmax(n, threads.plain.serial(), [&](std::int64_t b, std::int64_t e) {
           return scan_rows(x, d, b, e, c, min_d.data());
         });
-    threads.stop();
+    threads.plain.stop();
     return best;
   }
   std::int64_t full = 0, proj = 0;
-  // A pass through the projection is short (N (m + 2) floats): below 2^22 of them one thread does
-  // it, as a fork/join costs more than it saves on a loaded machine (a descheduled thread holds
-  // the join for a time slice: 2 threads ran 10x slower than one on 20,000 x 784 pixels, m = 32,
-  // at load 4 on 2 cores).
-  const bool one = n * (pb->m + 2) < (std::int64_t{1} << 22);
+  // A pass through the projection is short (N (m + 2) floats): on a loaded machine a fork/join
+  // costs more than it saves (a descheduled thread holds the join for a time slice: 2 threads ran
+  // 10x slower than one on 20,000 x 784 pixels, m = 32, at load 4 on 2 cores), on a quiet one
+  // both threads win: the passes' own wall times decide (kcenter_pass_threads.h).
+  threads.proj.start();
+  const bool one = threads.proj.serial();
   const ArgMax best = parallel_argmax(n, one, [&](std::int64_t b, std::int64_t e) {
     projection::ReadCount rc;
     const ArgMax a = projection::projected_rows(x, d, *pb, b, e, c, min_d.data(), rc);
@@ -790,6 +796,7 @@ ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const Projectio
     proj += rc.projected;
     return a;
   });
+  threads.proj.stop();
   if (stats) {
     stats->full_rows += full;
     stats->projected_rows += proj;
@@ -830,7 +837,7 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
   constexpr std::int64_t kMinPicks = 8, kDenseStreak = 4;
   std::int64_t streak = 0, useless = 0;
   bool dense = false;
-  PassThreads threads(omp_get_max_threads());  // of the plain passes after the hand-over
+  FullPassThreads threads;  // of the full passes after the hand-over
   for (std::int64_t t = 0; t < budget; ++t) {
     const std::int64_t c = best.index;
     out[t] = c;
