@@ -221,3 +221,22 @@ def test_kcenter_idx_datasets_from_data_dir(tmp_path):
     (tmp_path / "bad").mkdir()
     check_refused(bench("kcenter", "--data", "mnist", "--data-dir", f"mnist={tmp_path / 'bad'}"),
                   "train-images-idx3-ubyte")
+
+
+def test_without_torch_the_network_rows_are_skipped_with_a_line():
+    # torch (and so dalcore.data) blocked: the pixel rows still run, the network features and
+    # the torch peer say they are skipped
+    code = ("import sys, importlib.abc\n"
+            "class Block(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ImportError('blocked: ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from dalcore.bench import main\n"
+            "sys.exit(main('kcenter', sys.argv[1:]))\n")
+    r = bench("--quick", "--data", "digits,fashion-mnist:convnet,synthetic-isotropic",
+              "--cache-dir", "/nonexistent-cache", code=code)
+    assert r.returncode == 0, r.stderr
+    assert "# skipped: fashion-mnist:convnet (needs torch, which is not installed)" in r.stdout
+    rows = table_rows(r.stdout, "| data | N |")
+    assert [row["data"] for row in rows] == ["digits", "synthetic-isotropic"]
