@@ -19,6 +19,13 @@
 // kCheckEvery iterations, and one at the end (the breakdown count). With the default
 // max_iter = 20: at most four. Temporaries: backend::buffer (cudaMallocAsync) and, for the
 // symmetry test's transform_reduce, Thrust's temporaries from the stream-ordered pool.
+//
+// Ordering (issue 14): every floating-point sum of the solve runs over the fixed partitions above
+// (row blocks, groups), so the twin gives the same bits on any number of OpenMP threads
+// (test_gpu_twin_order.py). The exception is the symmetry test's transform_reduce, summed in
+// Thrust's / CUB's own order (device- and thread-dependent in the last bits): it only decides
+// accept or refuse against a relative tolerance. The twin's launch-order setting (backend.h)
+// reorders tile launches only, none of which this file uses.
 #include <thrust/for_each.h>
 #include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>

@@ -110,6 +110,8 @@ class buffer {
 };
 
 // Reduces [first, first + n) with op into *out (device memory) without a host round trip.
+// CUB's order: use it for exact operations only (integer sums, the arg-max); a floating-point
+// sum that must give the same bits on every device and in the twin goes through tile_reduce.
 // `scratch` keeps CUB's temporary storage between calls (grown when needed).
 template <class It, class T, class Op>
 void reduce_into(stream_t s, buffer<unsigned char>& scratch, It first, std::int64_t n, T* out,
