@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -339,8 +340,19 @@ struct LaunchOrderSetting {
   LaunchOrder order = LaunchOrder::parallel;
   std::uint64_t seed = 0;
 };
+// The initial setting comes from DALCORE_TWIN_LAUNCH_ORDER (forward, reverse or shuffle), so
+// that a whole test run can use it: DALCORE_TWIN_LAUNCH_ORDER=reverse pytest python_tests/...
+inline LaunchOrderSetting initial_launch_order() {
+  LaunchOrderSetting s;
+  const char* env = std::getenv("DALCORE_TWIN_LAUNCH_ORDER");
+  if (env == nullptr) return s;
+  if (std::strcmp(env, "forward") == 0) s.order = LaunchOrder::forward;
+  if (std::strcmp(env, "reverse") == 0) s.order = LaunchOrder::reverse;
+  if (std::strcmp(env, "shuffle") == 0) s.order = LaunchOrder::shuffle;
+  return s;
+}
 inline LaunchOrderSetting& launch_order() {
-  static LaunchOrderSetting setting;
+  static LaunchOrderSetting setting = initial_launch_order();
   return setting;
 }
 
