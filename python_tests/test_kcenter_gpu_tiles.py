@@ -196,3 +196,37 @@ def test_cuda_tiled_bit_identical_to_twin_and_reference(omp_core, m):
     ref, _ = dalcore._kcenter._run_gpu_path(dalcore._core, xt, 100, labt, return_radius=True,
                                              _reference=True)
     assert agree_within_rounding(x, tp, ref.cpu().numpy(), lab) >= 10
+
+
+@pytest.mark.parametrize("d", [1, 31, 32, 33, 100])
+def test_tiled_any_width(omp_core, d):
+    """Widths around the tile's 32 lanes (partial last chunk, a single column)."""
+    rng = seeded(f"width-{d}")
+    x = rng.standard_normal((700, d)).astype(np.float32)
+    for labeled in (None, rng.choice(700, 5, replace=False)):
+        picks, radius = tiled(omp_core, x, 25, labeled, _projection=0)
+        want, md = replay(x, 25, labeled)
+        assert picks.tolist() == want and radius == float(np.sqrt(np.float64(md.max())))
+
+
+def test_tiled_several_rows_per_tile(omp_core):
+    """Beyond 16384 rows a tile covers several consecutive rows (and the last tile fewer)."""
+    rng = seeded("rows-per-tile")
+    x = (rng.standard_normal((40001, 12)) * np.linspace(3, 0.3, 12)).astype(np.float32)
+    lab = rng.choice(40001, 9, replace=False)
+    for labeled in (None, lab):
+        picks, radius = tiled(omp_core, x, 30, labeled, _projection=0)
+        want, md = replay(x, 30, labeled)
+        assert picks.tolist() == want and radius == float(np.sqrt(np.float64(md.max())))
+        proj = tiled(omp_core, x, 30, labeled, _projection=3)
+        assert proj[0].tolist() == want and proj[1] == radius
+
+
+def test_tiled_tiny_pools(omp_core):
+    x = np.array([[0.0, 0.0], [3.0, 4.0]], dtype=np.float32)
+    picks, radius = tiled(omp_core, x, 1, [0], _projection=0)
+    assert picks.tolist() == [1] and radius == 0.0
+    picks, radius = tiled(omp_core, x, 1, None, _projection=0)  # a tie with the mean: index 0
+    assert picks.tolist() == [0] and radius == 5.0
+    picks, radius = tiled(omp_core, x, 2, None, _projection=0)
+    assert picks.tolist() == [0, 1] and radius == 0.0
