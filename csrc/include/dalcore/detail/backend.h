@@ -181,7 +181,9 @@ template <class Body, class T, class Op>
 __global__ void __launch_bounds__(kTilesPerBlock * tile::kTileWidth)
     tiles_reduce_kernel(Body body, std::int64_t n_tiles, Op op, T init, T* partial,
                         unsigned* ticket, T* out) {
-  __shared__ T tile_result[kTilesPerBlock];
+  // Raw storage: T may have default member initialisers, which __shared__ variables cannot run.
+  __shared__ alignas(T) unsigned char storage[kTilesPerBlock * sizeof(T)];
+  T* tile_result = reinterpret_cast<T*>(storage);
   __shared__ bool last;
   const int w = static_cast<int>(threadIdx.x / tile::kTileWidth);
   const int lane = static_cast<int>(threadIdx.x % tile::kTileWidth);
