@@ -356,3 +356,15 @@ def test_torchrun_pretrain_equals_one_process_and_resumes_after_kill_9(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_same_backbone(_backbone(killed / "pretrain_r0.pt"), ref)
     assert not partial.exists()
+
+
+@pytest.mark.timeout(300)
+def test_gpu_check_distributed_dry_run_on_gloo():
+    """tools/gpu_check_distributed.py (gpu_check.sh's NCCL step) on gloo and the CPU: its
+    checks compare with the one-process kernels; every one must pass here too."""
+    repo = Path(dalcore.__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "tools" / "gpu_check_distributed.py"),
+                           "--device", "cpu"], env=_env(), capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "9 of 9 checks passed" in proc.stdout
