@@ -18,6 +18,11 @@ with numpy: a CUDA tensor is copied to the host and the result returned on its d
 an initialised process group (and ``group=None``) the functions run on one process and call the
 one-process kernels.
 
+The end of the module holds what ``torchrun -m dalcore run`` needs besides the kernels: joining
+the group torchrun describes (gloo for CPUs, NCCL for CUDA: :func:`backend_for`), DDP with
+SyncBatchNorm where the backend runs it (:func:`convert_batchnorm`), sharded extraction helpers,
+and :func:`on_writer` / :func:`one_process` for work rank 0 does alone (pre-training).
+
 Every rank must call a function with the same arguments apart from its shard. Bad input on one
 rank raises on every rank (TypeError/ValueError): the ranks first agree, in one collective, that
 their inputs are valid, so a refused argument never leaves the others waiting in a collective.

@@ -275,13 +275,14 @@ def test_convert_batchnorm_on_the_cuda_path_only(device, backend, converted):
         assert torch.equal(after[k], state[k]), k
 
 
-def test_backend_for_device():
+def test_backend_for_device(monkeypatch):
     from dalcore.distributed import backend_for, join_from_env
 
     assert backend_for("cuda") == "nccl" and backend_for(torch.device("cuda", 3)) == "nccl"
     assert backend_for("cpu") == "gloo"
-    os.environ.pop("WORLD_SIZE", None)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert join_from_env(torch.device("cpu")) == torch.device("cpu")  # one process: nothing
+    assert not dist.is_initialized()
 
 
 # ------------------------------------------------------------------ --pretrain under torchrun
@@ -303,8 +304,7 @@ def _torchrun(out: Path) -> list[str]:
 
 
 def _backbone(path: Path) -> dict:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    return saved
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _assert_same_backbone(a: dict, b: dict) -> None:
