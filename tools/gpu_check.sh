@@ -9,6 +9,8 @@
 #   5. the benches' CUDA rows at N = 50k and 1M: kcenter, knn_graph, propagate, each with the
 #      device read bandwidth measured in the same run (the floor of its rows)
 #   6. a two-cycle `dalcore run --device cuda --semi --pretrain` on digits
+#   7. dalcore.distributed on a one-rank NCCL group (tools/gpu_check_distributed.py, ~20 s;
+#      NCCL refuses two ranks on one GPU, so the 2-rank checks stay with gloo on CPUs)
 # Usage: tools/gpu_check.sh [SUMMARY_FILE]   (default: $OUT/gpu_check.md, else ./gpu_check.md)
 # Every step runs under its own timeout, cut to what is left of the 8 minutes; a failed step is
 # recorded (exit status, last lines of its log) and the script goes on. Exit status: the number
@@ -81,6 +83,7 @@ if [[ -f "$RUN_DIR/run/summary.md" ]]; then
   say "### summary.md of the run"
   cat "$RUN_DIR/run/summary.md" >> "$SUMMARY"
 fi
+step distributed_nccl 60 env PYTHONPATH=. "$PY" tools/gpu_check_distributed.py --device cuda
 say ""
 say "failed steps: $FAILED; total $(( $(date +%s) - DEADLINE + ${GPU_CHECK_SECONDS:-470} )) s"
 rm -rf "$LOGS" "$RUN_DIR"
