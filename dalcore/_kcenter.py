@@ -57,7 +57,8 @@ def kcenter(
     ``_prune`` and ``_projection`` are private (tests and benches): ``_prune=False`` computes
     every distance of every pick (the plain pass), ``"always"`` takes the pruned path even for a
     pool small enough to stay in cache; ``_projection`` is the width of the projection (None:
-    automatic, 0: none). None of them changes a pick.
+    automatic, 0: none). None of them changes a pick. On CUDA, ``_prune=False`` turns the
+    projection off; there is no triangle-inequality pruning on the GPU path.
 
     Features of any finite scale give the picks of their float64 reference: where float32
     squared distances would overflow (about 1e19) or underflow (subnormal features), the
@@ -76,7 +77,8 @@ def kcenter(
             raise RuntimeError(
                 "kcenter: got a CUDA tensor but this dalcore build has no CUDA kernels"
             )
-        return _run_gpu_path(_core, features, budget, labeled, return_radius=return_radius)
+        return _run_gpu_path(_core, features, budget, labeled, return_radius=return_radius,
+                             _projection=_projection if _prune else 0)
     x = _arrays.as_features(features, "features")
     lab = _labeled(labeled, x.shape[0])
     b = _budget(budget, x.shape[0], lab.size)
@@ -239,6 +241,50 @@ def _budget(budget: Any, n: int, n_labeled: int) -> int:
     return b
 
 
+# The GPU path takes the projection where its setup (a host eigendecomposition of a d x d
+# covariance and a pass over the pool) is small beside the picks: from _GPU_MIN_READS floats read
+# by the plain passes (budget x N x d; about 0.1 s of reads at 3 TB/s). A guess to be checked on
+# a device: tools/gpu_check.sh times both.
+_GPU_MIN_READS = 1 << 36
+
+
+def _gpu_auto_dim(n: int, d: int, budget: int) -> int:
+    """Projection width of the GPU path (0: none), automatic."""
+    return _auto_dim(n, d) if budget * n * d >= _GPU_MIN_READS else 0
+
+
+def _gpu_width(n: int, d: int, budget: int, m: int | None) -> int:
+    if m is None:
+        return _gpu_auto_dim(n, d, budget)
+    m = _arrays.check_int(m, "_projection", low=0)
+    if m > d:
+        raise ValueError(f"_projection: expected at most {d} (the feature dimension), got {m}")
+    return m
+
+
+def _top_directions(sample: np.ndarray, m: int) -> np.ndarray:
+    """The top-m principal directions (rows, float64, largest variance first) of centred rows."""
+    import scipy.linalg
+
+    d = sample.shape[1]
+    with _one_blas_thread():
+        _, vec = scipy.linalg.eigh(sample.T @ sample, subset_by_index=[d - m, d - 1])
+    return np.ascontiguousarray(vec[:, ::-1].T)
+
+
+def _cuda_basis(x: Any, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(basis, mean) of a CUDA tensor as _pca_basis: the mean of all rows (float64, on the
+    device), a seeded subsample of _PCA_ROWS rows copied to the host (one synchronisation)."""
+    torch = _arrays.torch_module()
+    n = int(x.shape[0])
+    mean = x.mean(dim=0, dtype=torch.float64)
+    if n > _PCA_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(n, size=_PCA_ROWS, replace=False))
+        x = x[torch.from_numpy(rows).to(x.device)]
+    sample = (x.to(torch.float64) - mean).cpu().numpy()
+    return _top_directions(sample, m), mean.cpu().numpy()
+
+
 def _run_gpu_path(
     core: ModuleType,
     features: Any,
@@ -246,16 +292,26 @@ def _run_gpu_path(
     labeled: Any = None,
     *,
     return_radius: bool = False,
+    _projection: int | None = None,
+    _reference: bool = False,
+    _graph: int = -1,
+    _stats: dict[str, int] | None = None,
 ) -> Any:
     """Run the GPU-path algorithm through ``core.gpu.kcenter``.
 
     ``core`` is ``dalcore._core`` (CUDA tensor in: device arrays, torch's current stream) or
     the test-only ``dalcore._core_omp`` (numpy or CPU tensor in: host arrays), whose ``gpu``
-    submodule is the same Thrust source compiled on the OpenMP backend. The arrays themselves
+    submodule is the same source compiled on the OpenMP backend. The arrays themselves
     cross into C++, which checks them (dtype, shape, contiguity, device, stream).
+
+    Private options (tests, benches, tools/gpu_check.sh): ``_projection`` the projection width
+    (None: automatic, 0: none), ``_reference`` runs the Thrust reference form instead of the
+    tiled kernels, ``_graph`` -1/0/1 captures the pick loop into a CUDA graph (auto/no/yes),
+    ``_stats`` (a dict) receives ``full_rows``, the rows the picks read in full (synchronises).
     """
     if _arrays.is_cuda(features):
-        return _run_cuda(core, features, budget, labeled, return_radius)
+        return _run_cuda(core, features, budget, labeled, return_radius,
+                         (_projection, _reference, _graph, _stats))
     if core.gpu.backend == "cuda":
         raise TypeError("features: the CUDA GPU path needs a CUDA tensor")
     xh = _arrays.as_features(features, "features")
@@ -263,16 +319,32 @@ def _run_gpu_path(
     lab_host = _labeled(labeled, n)
     b = _budget(budget, n, lab_host.size)
     xh, e = _rescaled(xh)
+    m = 0 if _reference else _gpu_width(n, xh.shape[1], b, _projection)
+    basis, mean = _pca_basis(xh, m) if m else (None, None)
     out_h = np.empty(b, dtype=np.int64)
     rad_h = np.zeros((), dtype=np.float64)
-    core.gpu.kcenter(xh, lab_host, out_h, rad_h if return_radius else None, 0)
+    _call(core, (xh, lab_host, out_h, rad_h if return_radius else None, 0), basis, mean,
+          (_reference, _graph, _stats))
     res = _arrays.like(features, out_h)
     return (res, float(np.ldexp(rad_h, e))) if return_radius else res
 
 
+def _call(core: ModuleType, args: tuple, basis: Any, mean: Any, opts: tuple) -> None:
+    """core.gpu.kcenter (or kcenter_reference) on the checked arrays ``args``."""
+    reference, graph, stats = opts
+    if reference:
+        core.gpu.kcenter_reference(*args)
+        return
+    full = core.gpu.kcenter(*args, basis=basis, mean=mean, graph=graph,
+                            count_full_rows=stats is not None)
+    if stats is not None:
+        stats["full_rows"] = int(full)
+
+
 def _run_cuda(core: ModuleType, features: Any, budget: int, labeled: Any,
-              return_radius: bool) -> Any:
+              return_radius: bool, opts: tuple = (None, False, -1, None)) -> Any:
     torch = _arrays.torch_module()
+    projection, reference, graph, stats = opts
     x = _arrays.as_torch_features(features, "features")
     n, d = int(x.shape[0]), int(x.shape[1])
     lab_host = _labeled(labeled, n)
@@ -280,10 +352,13 @@ def _run_cuda(core: ModuleType, features: Any, budget: int, labeled: Any,
     e = _scale_exponent(float(x.abs().amax()), d)
     if e:
         x = torch.ldexp(x, torch.tensor(-e, device=x.device)).to(torch.float32)
+    m = 0 if reference else _gpu_width(n, d, b, projection)
+    basis, mean = _cuda_basis(x, m) if m else (None, None)
     lab = torch.from_numpy(lab_host).to(x.device)
     out = torch.empty(b, dtype=torch.int64, device=x.device)
     radius = torch.empty((), dtype=torch.float64, device=x.device) if return_radius else None
-    core.gpu.kcenter(x, lab, out, radius, _arrays.cuda_stream_handle(x))
+    _call(core, (x, lab, out, radius, _arrays.cuda_stream_handle(x)), basis, mean,
+          (reference, graph, stats))
     # x and lab stay referenced until here; torch's caching allocator orders their reuse on
     # the current stream, so the asynchronous kernels never see freed memory.
     if radius is not None and e:

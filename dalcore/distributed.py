@@ -18,6 +18,11 @@ with numpy: a CUDA tensor is copied to the host and the result returned on its d
 an initialised process group (and ``group=None``) the functions run on one process and call the
 one-process kernels.
 
+The end of the module holds what ``torchrun -m dalcore run`` needs besides the kernels: joining
+the group torchrun describes (gloo for CPUs, NCCL for CUDA: :func:`backend_for`), DDP with
+SyncBatchNorm where the backend runs it (:func:`convert_batchnorm`), sharded extraction helpers,
+and :func:`on_writer` / :func:`one_process` for work rank 0 does alone (pre-training).
+
 Every rank must call a function with the same arguments apart from its shard. Bad input on one
 rank raises on every rank (TypeError/ValueError): the ranks first agree, in one collective, that
 their inputs are valid, so a refused argument never leaves the others waiting in a collective.
@@ -25,7 +30,9 @@ their inputs are valid, so a refused argument never leaves the others waiting in
 
 from __future__ import annotations
 
+import contextlib
 import zlib
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -34,8 +41,10 @@ from . import _arrays
 from . import _kcenter as _kc
 from . import _knn as _kn
 from . import _propagate as _pr
+from ._ddp import backend_for, convert_batchnorm, on_writer
 
-__all__ = ["is_writer", "kcenter", "knn", "knn_graph", "propagate", "rank", "world_size"]
+__all__ = ["backend_for", "convert_batchnorm", "is_writer", "kcenter", "knn", "knn_graph",
+           "on_writer", "one_process", "propagate", "rank", "world_size"]
 
 _LANES = 16  # kcenter_ops::kLanes: sq_dist's partial sums
 _MEAN_BLOCK = 1024  # kcenter_ops::kMeanBlock: rows per block of the mean's column sums
@@ -50,10 +59,17 @@ def _dist() -> Any:
     return dist
 
 
+#: Depth of :func:`one_process` blocks: inside one, the default group is ignored.
+_one_process_depth = 0
+
+
 def _active(group: Any) -> bool:
-    """True when the call is distributed: an explicit group, or an initialised default group."""
+    """True when the call is distributed: an explicit group, or an initialised default group
+    (outside a :func:`one_process` block)."""
     if group is not None:
         return True
+    if _one_process_depth:
+        return False
     try:
         dist = _dist()
     except ImportError:
@@ -851,8 +867,21 @@ def join_from_env(device: Any) -> Any:
         torch.cuda.set_device(device)
     dist = _dist()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend_for(device))
     return device
+
+
+@contextlib.contextmanager
+def one_process() -> Iterator[None]:
+    """A block in which this process ignores the default process group: :func:`world_size` is
+    1, :func:`rank` 0, and the kernels, the extraction and the training run as in one process
+    (no collective). For work one rank does alone (:func:`on_writer`)."""
+    global _one_process_depth
+    _one_process_depth += 1
+    try:
+        yield
+    finally:
+        _one_process_depth -= 1
 
 
 def barrier(group: Any = None) -> None:
@@ -871,12 +900,17 @@ def broadcast_object(obj: Any, src: int = 0, group: Any = None) -> Any:
 
 
 def wrap_ddp(model: Any) -> Any:
-    """``model`` in DistributedDataParallel when distributed (else ``model`` itself)."""
+    """``model`` in DistributedDataParallel when distributed (else ``model`` itself).
+
+    On CUDA with NCCL its BatchNorm layers first become SyncBatchNorm, in place
+    (:func:`convert_batchnorm`): the batch statistics are those of the global batch, as in one
+    process. On CPUs (gloo) each rank normalises with its slice's statistics."""
     if world_size() <= 1:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     dev = next(model.parameters()).device
+    model = convert_batchnorm(model, dev, str(_dist().get_backend()))
     return DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
 
 
@@ -910,6 +944,15 @@ def shard_rows(n: int) -> tuple[int, int]:
     """This rank's contiguous share [lo, hi) of n rows (all of them when not distributed)."""
     w, r = world_size(), rank()
     return r * n // w, (r + 1) * n // w
+
+
+def gather_scores(local: np.ndarray) -> np.ndarray:
+    """Every rank's rows of the numpy array ``local`` concatenated in rank order (``local``
+    itself when not distributed); the ranks' row counts may differ."""
+    if world_size() <= 1:
+        return local
+    t = _arrays.torch_module().from_numpy(np.ascontiguousarray(local))
+    return gather_rows(t).numpy()
 
 
 def gather_rows(t: Any) -> Any:

@@ -741,11 +741,7 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
 
 
 def _distributed_config(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Under torchrun: PRE is refused (its backbone cache is not shared yet); the ranks other
-    than 0 neither print nor show progress."""
-    if cfg.pretrain:
-        raise ExperimentError("--pretrain: not supported under torchrun yet (run it in one "
-                              "process)")
+    """Under torchrun: the ranks other than 0 neither print nor show progress."""
     if distributed.is_writer():
         return cfg
     return dataclasses.replace(cfg, verbose=False, progress=False)
@@ -847,9 +843,11 @@ class _Runner:
             if not path.exists():
                 _log(cfg, f"pre-training (DeepCluster, {self.settings.preset.pretrain_epochs} "
                           f"epochs, repetition {repeat})")
-            self.backbone = pretrained_backbone(
+            # Under torchrun rank 0 pre-trains alone, as one process (the same backbone), and
+            # writes the cache; the others wait and receive the backbone.
+            self.backbone = distributed.on_writer(lambda: pretrained_backbone(
                 self.settings, self.data, self.device, path, rseed,
-                num_clusters=5 * int(self.data.num_classes), log=lambda m: _log(cfg, m))
+                num_clusters=5 * int(self.data.num_classes), log=lambda m: _log(cfg, m)))
         return self.backbone
 
     def _cycle(self, state: _State, cycle: int, rseed: int) -> _State:

@@ -45,6 +45,11 @@ class StepSettings:
         ``reciprocal`` or ``union`` k-NN graph of SEMI.
     class_balance : bool
         Class-balanced pseudo-label weights in SEMI.
+    input_graph : str
+        What SEMI's graph is built on besides the model's features
+        (:class:`~dalcore.semi.label_propagation.LabelPropagationRefresh`): ``none`` (the
+        paper's), ``first`` (the images for the first refresh), ``always`` (model and images side
+        by side) or ``only`` (the images alone).
     progress : bool
         Progress bars over epochs.
     """
@@ -55,6 +60,7 @@ class StepSettings:
     semi: bool = False
     graph: str = "reciprocal"
     class_balance: bool = False
+    input_graph: str = "none"
     progress: bool = True
 
 
@@ -160,7 +166,8 @@ def fit(settings: StepSettings, data: Any, labeled: np.ndarray, *, device: Any, 
         from .semi.label_propagation import make_refresh
 
         refresh = make_refresh(data, labeled, num_classes=int(data.num_classes), device=device,
-                               mode=settings.graph, class_balance=settings.class_balance)
+                               mode=settings.graph, class_balance=settings.class_balance,
+                               input_graph=settings.input_graph)
     history = train_model(
         model, data, labeled, train_cfg, device=device, seed=train_seed, pseudo=pseudo,
         refresh=_with_progress(refresh, on_epoch, train_cfg.epochs),

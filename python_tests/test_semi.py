@@ -172,6 +172,69 @@ def test_make_refresh_rejects_bad_arguments(digits16):
         lp.make_refresh(d, np.array([0, 1]), num_classes=5, device="cpu")
 
 
+class _Projection(torch.nn.Module):
+    """A stand-in model: features are a fixed random projection of the pixels, L2-normalised."""
+
+    def __init__(self, d_in: int, d_out: int, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("w", torch.randn(d_in, d_out, generator=g))
+
+    def forward(self, x: torch.Tensor):
+        f = torch.nn.functional.normalize(x.flatten(1) @ self.w, dim=1)
+        return torch.zeros(x.shape[0], 10), f
+
+
+def _propagated_on(features, labeled, y, k):
+    """Pseudo-labels of an independent replay: float64 dense graph and solve on ``features``."""
+    f = np.asarray(features, dtype=np.float64)
+    S = ref_graph_dense(ref_knn(f, k), gamma=3.0, mode="reciprocal")
+    lab_in = np.full(f.shape[0], -1)
+    lab_in[labeled] = y[labeled]
+    z = _ref_solve(S, lab_in, 10, 0.99)
+    return z
+
+
+@pytest.mark.parametrize("input_graph", ["only", "first", "always"])
+def test_input_graph_propagates_over_the_images(digits16, input_graph):
+    """``input_graph``: the graph of the first refresh (``first``), of every refresh (``only``),
+    or of every refresh side by side with the model's features (``always``: cosine = mean of the
+    two), against a float64 replay on features rebuilt here from the raw tensor."""
+    d = digits16
+    labeled = _labeled(d, 20)
+    y = d.y_train.numpy()
+    model = _Projection(d.x_train[0].numel(), 32, seed=5)  # well-spread features (no kNN ties)
+    r = lp.make_refresh(d, labeled, num_classes=10, device="cpu", k=10, iters=400,
+                        input_graph=input_graph)
+    pix = d.x_train.numpy().reshape(len(y), -1).astype(np.float64)
+    pix /= np.linalg.norm(pix, axis=1, keepdims=True)
+    from dalcore.training import extract
+
+    feats = extract(model, d.x_train, device="cpu")[1].numpy().astype(np.float64)
+    expect = {"only": [pix, pix], "first": [pix, feats],
+              "always": [np.hstack([feats, pix]) / np.sqrt(2)] * 2}[input_graph]
+    for epoch in range(2):
+        r(model, epoch)
+        z = _propagated_on(expect[epoch], labeled, y, 10)
+        top2 = np.sort(z, axis=1)[:, -2:]
+        clear = (top2[:, 1] - top2[:, 0]) > 1e-3 * np.abs(z).max()
+        got = r.last.labels
+        ref = np.argmax(z, axis=1)
+        ref[labeled] = y[labeled]
+        assert clear.mean() > 0.9
+        np.testing.assert_array_equal(got[clear], ref[clear])
+    if input_graph == "always":  # the concatenation's cosine is the mean of the two cosines
+        both = expect[0]
+        i, j = 3, 250
+        assert both[i] @ both[j] == pytest.approx(0.5 * (feats[i] @ feats[j] + pix[i] @ pix[j]))
+
+
+def test_input_graph_checked(digits16):
+    with pytest.raises(ValueError, match="input_graph"):
+        lp.make_refresh(digits16, np.array([0, 1]), num_classes=10, device="cpu",
+                        input_graph="pixels")
+
+
 def test_semi_cycle_beats_supervised_on_digits(digits16):
     from dalcore.training import TrainConfig, evaluate, train_model
 

@@ -3,9 +3,14 @@
 #   1. the GPU and toolchain (nvidia-smi, nvcc, python, torch.cuda)
 #   2. build: _core with CUDA (and the OpenMP twin) in place (tools/dev_build.sh)
 #   3. pytest -m gpu (the tests that need a device), plus the GPU-path contract tests on the twin
-#   4. the benches' CUDA rows at N = 50k and 1M: kcenter, knn_graph, propagate, each with the
+#   4. GPU-path kcenter at N = 50k and 1M (tools/gpu_kcenter_timing.py): the tiled kernels
+#      against the Thrust reference, launch per pick against a CUDA graph, the projection pass
+#      against the plain pass; same picks checked, device copy bandwidth measured in the run
+#   5. the benches' CUDA rows at N = 50k and 1M: kcenter, knn_graph, propagate, each with the
 #      device read bandwidth measured in the same run (the floor of its rows)
-#   5. a two-cycle `dalcore run --device cuda --semi --pretrain` on digits
+#   6. a two-cycle `dalcore run --device cuda --semi --pretrain` on digits
+#   7. dalcore.distributed on a one-rank NCCL group (tools/gpu_check_distributed.py, ~20 s;
+#      NCCL refuses two ranks on one GPU, so the 2-rank checks stay with gloo on CPUs)
 # Usage: tools/gpu_check.sh [SUMMARY_FILE]   (default: $OUT/gpu_check.md, else ./gpu_check.md)
 # Every step runs under its own timeout, cut to what is left of the 8 minutes; a failed step is
 # recorded (exit status, last lines of its log) and the script goes on. Exit status: the number
@@ -61,7 +66,10 @@ step pytest_gpu 120 bash -c "PYTHONPATH=. $PY -m pytest -q -rs -m gpu -p no:cach
   python_tests | tee /dev/stderr | tail -n 1 | grep -q ' passed' && test \${PIPESTATUS[0]} -eq 0"
 step pytest_contract 60 env PYTHONPATH=. "$PY" -m pytest -q -p no:cacheprovider \
   python_tests/test_gpu_bindings.py python_tests/test_graph_contract.py \
-  python_tests/test_propagate_contract.py python_tests/test_kcenter_contract.py
+  python_tests/test_propagate_contract.py python_tests/test_kcenter_contract.py \
+  python_tests/test_gpu_twin_order.py
+step kcenter_tiles 90 env PYTHONPATH=. "$PY" tools/gpu_kcenter_timing.py --sizes 50000 1000000 \
+  --budget 1000 --repeats 3
 step bench_kcenter 60 env PYTHONPATH=. "$PY" benches/bench_kcenter.py --cuda-only --repeats 3 \
   --sizes 50000x128x100,1000000x128x100
 step bench_graph 45 env PYTHONPATH=. "$PY" benches/bench_graph.py --cuda-only --repeats 3 \
@@ -75,6 +83,7 @@ if [[ -f "$RUN_DIR/run/summary.md" ]]; then
   say "### summary.md of the run"
   cat "$RUN_DIR/run/summary.md" >> "$SUMMARY"
 fi
+step distributed_nccl 60 env PYTHONPATH=. "$PY" tools/gpu_check_distributed.py --device cuda
 say ""
 say "failed steps: $FAILED; total $(( $(date +%s) - DEADLINE + ${GPU_CHECK_SECONDS:-470} )) s"
 rm -rf "$LOGS" "$RUN_DIR"

@@ -3,6 +3,7 @@
 
 namespace dalcore::bind {
 void register_poison_probe(py::module_& gpu);  // csrc/omp/poison_probe.cpp
+void register_launch_order(py::module_& gpu);  // csrc/omp/launch_order.cpp
 }
 
 
@@ -16,4 +17,5 @@ PYBIND11_MODULE(_core_omp, m) {
   register_gpu_graph(gpu);
   register_gpu_propagate(gpu);
   register_poison_probe(gpu);
+  register_launch_order(gpu);
 }

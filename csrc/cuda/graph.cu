@@ -14,6 +14,11 @@
 // Host synchronisations per call (CUDA): count: exactly one, the copy of (bad entries, repeated
 // neighbours, nnz) that sizes the output and reports invalid lists; fill: none. Thrust's
 // temporaries (sorts, scans, reductions) come from the stream-ordered pool (backend::policy).
+//
+// Ordering (issue 14): the reductions here are integer counts (exact in any order); each row's
+// weights and degree are computed by one work item in a fixed order, so the twin gives the same
+// bits on any number of OpenMP threads (test_gpu_twin_order.py). The twin's launch-order setting
+// (backend.h) reorders tile launches only, none of which this file uses.
 #include <thrust/binary_search.h>
 #include <thrust/copy.h>
 #include <thrust/count.h>

@@ -1,16 +1,36 @@
-// GPU path of kcenter, written on Thrust over DALCORE_HD functors (see dalcore/detail/backend.h):
-// compiled by nvcc into _core and by the host compiler into _core_omp.
+// GPU path of kcenter: tiled kernels (a warp per row, dalcore/detail/tile.h; bodies in
+// kcenter_steps.cuh) launched through dalcore/detail/backend.h. nvcc compiles them into _core;
+// the host compiler compiles the same source into _core_omp, where each tile's lanes are
+// emulated in the GPU's order, so distances, min-distances and picks are bit-identical between
+// the two, and identical for any number of OpenMP threads.
 //
-// Everything stays on the device and in stream order: one reduction per pick over a
-// transform_iterator whose functor reads the previous pick from device memory, adds it as a
-// centre (min-distance update in place) and yields (min-distance, index); the arg-max (lowest
-// index on ties) lands in device memory, where the next pick's functor reads it.
+// Launches per call:
+//   - the projection (with a basis): one launch, one tile per row: z = P (x - mu), eps;
+//   - nothing labeled: the column mean (two Thrust for_each), then one tile_reduce (the point
+//     farthest from the mean);
+//   - labeled: one for_each marking them, one launch over (point, chunk of 32 labeled) tiles
+//     (atomic minimum per point: exact, order-free), one tile_reduce (the first arg-max);
+//   - per pick: ONE launch (PickStep: add the previous pick, which it reads from device memory,
+//     update the min-distances, reduce the arg-max; the last block combines the block partials
+//     in a fixed order, see backend::tile_reduce). With the projection the same launch reads
+//     the m-dimensional copy of every row and the full row only where the bound cannot exclude
+//     an update (a mask in registers, not a compaction: no second launch, no count to read).
+//     From kGraphMinPicks picks on (or when asked), the pick loop is captured into a CUDA graph
+//     on a private stream and launched on the caller's stream as one unit;
+//   - the indices (Thrust transform) and the radius (one for_each).
 //
-// Host synchronisations per call (CUDA): none (none per pick); the caller synchronises when it
-// reads the picks or the radius. Temporaries: backend::buffer (cudaMallocAsync on the caller's
-// stream) and CUB's reduction scratch, grown once and reused by every pick. (The Python border,
-// dalcore/_kcenter.py, synchronises once before the call to validate the features and find
-// their scale.)
+// Host synchronisations per call (CUDA): none (none per pick); only when the caller asks for the
+// count of full rows read (tests, benches), one at the end to read it. The projection's basis
+// and mean are copied from pageable host memory (staged at once, no device synchronisation).
+// Temporaries: backend::buffer (cudaMallocAsync on the caller's stream). The Python border
+// (dalcore/_kcenter.py) synchronises before the call to validate the features, find their
+// scale and compute the projection's basis.
+//
+// The twin checks the algorithm, its fixed reduction order and its launch boundaries (blocks in
+// reverse or shuffled order, see backend.h); what only a GPU can check: coalescing and speed,
+// the warp-level code (shuffles, __syncwarp, the ticket and fences of tile_reduce), and graph
+// capture. The Thrust form of the first version is kept as gpu::kcenter_reference
+// (kcenter_reference.cu), the reference of the tests and of tools/gpu_check.sh.
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -19,196 +39,140 @@
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
+#include <thrust/reduce.h>
 #include <thrust/transform.h>
 
 #include "dalcore/detail/backend.h"
-#include "dalcore/detail/kcenter_ops.h"
+#include "dalcore/detail/kcenter_bound.h"
+#include "dalcore/detail/kcenter_mean.h"
+#include "kcenter_steps.cuh"
 #include "dalcore/kcenter.h"
 
 namespace dalcore::gpu {
 namespace {
 
-using kcenter_ops::ArgMax;
-using kcenter_ops::ArgMaxOp;
-using kcenter_ops::kCenter;
-using kcenter_ops::kMeanBlock;
+using namespace kcenter_steps;
 
-template <bool Vec4>
-DALCORE_HD float row_dist(const float* a, const float* b, std::int64_t d) {
-  if constexpr (Vec4) {
-    return kcenter_ops::sq_dist4(a, b, d);
-  } else {
-    return kcenter_ops::sq_dist(a, b, d);
+constexpr i64 kTargetTiles = 16384;  // rows per tile grow with n beyond this many tiles
+constexpr i64 kMaxRowsPerTile = 64;
+constexpr i64 kGraphMinPicks = 32;
+
+// Rows per tile: a function of n alone (the partition, hence every result, does not depend on
+// the device or the threads).
+Rows rows_of(i64 n) {
+  i64 rpt = (n + kTargetTiles - 1) / kTargetTiles;
+  rpt = rpt < 1 ? 1 : (rpt > kMaxRowsPerTile ? kMaxRowsPerTile : rpt);
+  return Rows{n, rpt};
+}
+
+struct MarkCentre {
+  float* min_d;
+  const i64* labeled;
+  DALCORE_HD void operator()(i64 j) const { min_d[labeled[j]] = kCenter; }
+};
+
+// The projected copy on the device, and what the picks read of it.
+struct Projection {
+  backend::buffer<float> z, eps;
+  ProjectedCopy copy;
+};
+
+Projection make_projection(const float* x, i64 n, i64 d, const GpuKCenterOptions& o,
+                           backend::stream_t s) {
+  const kcenter_bound::HostBasis hb = kcenter_bound::prepare(o.basis, o.mean, o.m, d);
+  backend::buffer<float> p(hb.p.size(), s), mu(hb.mu.size(), s);
+  backend::copy_to_device(p.data(), hb.p.data(), hb.p.size() * sizeof(float), s);
+  backend::copy_to_device(mu.data(), hb.mu.data(), hb.mu.size() * sizeof(float), s);
+  Projection pr{backend::buffer<float>(static_cast<std::size_t>(n * o.m), s),
+                backend::buffer<float>(static_cast<std::size_t>(n), s), ProjectedCopy{}};
+  backend::launch_tiles(s, n, Project{x, d, p.data(), mu.data(), o.m, pr.z.data(),
+                                      pr.eps.data(), hb.sc}, "kcenter: projection");
+  pr.copy = ProjectedCopy{pr.z.data(), pr.eps.data(), o.m, hb.sc};
+  return pr;  // p and mu are freed in stream order, after the launch that reads them
+}
+
+// picks[0]: the first pick (farthest from the mean, or the first arg-max after the labeled).
+void first_pick(const float* x, i64 d, Rows rows, const i64* labeled, i64 n_labeled,
+                float* min_d, backend::ReduceScratch<Pick>& scratch, Pick* out,
+                backend::stream_t s) {
+  const thrust::counting_iterator<i64> first(0);
+  if (n_labeled > 0) {
+    thrust::for_each(backend::policy(s), first, first + n_labeled, MarkCentre{min_d, labeled});
+    backend::check_launch("kcenter: mark labeled");
+    const i64 chunks = (n_labeled + LabeledInit::kChunk - 1) / LabeledInit::kChunk;
+    backend::launch_tiles(s, rows.n * chunks, LabeledInit{x, d, labeled, n_labeled, chunks, min_d},
+                          "kcenter: labeled distances");
+    backend::tile_reduce(s, rows.tiles(), PickStep<false>{x, d, rows, min_d, nullptr, {}},
+                         PickOp{}, pick_none(), scratch, out, "kcenter: first arg-max");
+    return;
+  }
+  backend::buffer<float> mean(static_cast<std::size_t>(d), s);
+  kcenter_mean::column_mean(x, rows.n, d, mean.data(), s);
+  backend::tile_reduce(s, rows.tiles(), MeanDist{x, d, rows, mean.data()}, PickOp{},
+                       pick_none(), scratch, out, "kcenter: farthest from the mean");
+}
+
+// picks[t + 1] for t in [0, passes): one launch each, in a CUDA graph when `capture`.
+template <bool Projected>
+void pick_loop(const float* x, i64 d, Rows rows, float* min_d, const ProjectedCopy& pc,
+               backend::ReduceScratch<Pick>& scratch, Pick* picks, i64 passes, bool capture,
+               backend::stream_t s) {
+  backend::run_maybe_captured(s, capture, [&](backend::stream_t cs) {
+    for (i64 t = 0; t < passes; ++t)
+      backend::tile_reduce(cs, rows.tiles(), PickStep<Projected>{x, d, rows, min_d, picks + t, pc},
+                           PickOp{}, pick_none(), scratch, picks + t + 1, "kcenter: pick");
+  });
+}
+
+// Indices, radius and (when asked) the count of full rows read by the passes.
+void finish(const Pick* picks, i64 budget, i64 passes, i64* out, double* radius,
+            i64* full_rows, backend::stream_t s) {
+  const auto pol = backend::policy(s);
+  thrust::transform(pol, picks, picks + budget, out, PickIndex{});
+  backend::check_launch("kcenter: indices");
+  if (radius != nullptr) {
+    const thrust::counting_iterator<i64> first(0);
+    thrust::for_each(pol, first, first + 1, RadiusOf{picks + budget, radius});
+    backend::check_launch("kcenter: radius");
+  }
+  if (full_rows != nullptr) {  // one host synchronisation, only when asked
+    auto it = thrust::make_transform_iterator(picks + 1, FullRows{});
+    *full_rows = thrust::reduce(pol, it, it + passes, i64(0));
   }
 }
 
-// Marks the labeled points as centres.
-struct MarkCentre {
-  float* min_d;
-  const std::int64_t* labeled;
-  DALCORE_HD void operator()(std::int64_t j) const { min_d[labeled[j]] = kCenter; }
-};
-
-// Min squared distance of each non-centre point to the labeled points.
-template <bool Vec4>
-struct LabeledDist {
-  const float* x;
-  std::int64_t d;
-  const std::int64_t* labeled;
-  std::int64_t n_labeled;
-  float* min_d;
-  DALCORE_HD void operator()(std::int64_t i) const {
-    float m = min_d[i];
-    if (m < 0.0f) return;
-    const float* xi = x + i * d;
-    for (std::int64_t j = 0; j < n_labeled; ++j) {
-      const float s = row_dist<Vec4>(xi, x + labeled[j] * d, d);
-      m = s < m ? s : m;
-    }
-    min_d[i] = m;
-  }
-};
-
-// Column sums over fixed blocks of rows, in double: partial[b * d + k] (item = b * d + k, so
-// neighbouring items read neighbouring columns).
-struct BlockColumnSum {
-  const float* x;
-  std::int64_t n, d;
-  double* partial;
-  DALCORE_HD void operator()(std::int64_t item) const {
-    const std::int64_t b = item / d, k = item % d;
-    const std::int64_t end = (b + 1) * kMeanBlock < n ? (b + 1) * kMeanBlock : n;
-    double s = 0.0;
-    for (std::int64_t i = b * kMeanBlock; i < end; ++i) s += x[i * d + k];
-    partial[item] = s;
-  }
-};
-
-// mean[k] = sum over blocks (in block order) / n, as float.
-struct FinishMean {
-  const double* partial;
-  std::int64_t n, d, nb;
-  float* mean;
-  DALCORE_HD void operator()(std::int64_t k) const {
-    double s = 0.0;
-    for (std::int64_t b = 0; b < nb; ++b) s += partial[b * d + k];
-    mean[k] = static_cast<float>(s / static_cast<double>(n));
-  }
-};
-
-// (squared distance of point i to the vector q, i).
-template <bool Vec4>
-struct DistToVector {
-  const float* x;
-  std::int64_t d;
-  const float* q;
-  DALCORE_HD ArgMax operator()(std::int64_t i) const {
-    return ArgMax{row_dist<Vec4>(x + i * d, q, d), i};
-  }
-};
-
-// One pick's fused step for point i: add the previous pick (read from device memory; none when
-// prev is null) as a centre, update min_d[i] in place, yield (min_d[i], i). Centres yield kCenter,
-// below every candidate.
-template <bool Vec4>
-struct PickStep {
-  const float* x;
-  std::int64_t d;
-  float* min_d;
-  const ArgMax* prev;
-  DALCORE_HD ArgMax operator()(std::int64_t i) const {
-    float m = min_d[i];
-    if (m < 0.0f) return ArgMax{kCenter, i};
-    if (prev != nullptr) {
-      const std::int64_t c = prev->index;
-      if (i == c) {
-        min_d[i] = kCenter;
-        return ArgMax{kCenter, i};
-      }
-      const float s = row_dist<Vec4>(x + i * d, x + c * d, d);
-      if (s < m) {
-        m = s;
-        min_d[i] = s;
-      }
-    }
-    return ArgMax{m, i};
-  }
-};
-
-struct PickIndex {
-  DALCORE_HD std::int64_t operator()(const ArgMax& a) const { return a.index; }
-};
-
-struct RadiusOf {  // as the CPU kernel: sqrt in double of the largest squared min-distance
-  const ArgMax* last;
-  double* radius;
-  DALCORE_HD void operator()(std::int64_t) const {
-    const double v = static_cast<double>(last->value);
-    radius[0] = v > 0.0 ? ::sqrt(v) : 0.0;
-  }
-};
-
-template <bool Vec4>
-void run(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-         std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
-         backend::stream_t s) {
-  const auto pol = backend::policy(s);
-  const thrust::counting_iterator<std::int64_t> first(0);
+void run(const float* x, i64 n, i64 d, const i64* labeled, i64 n_labeled, i64 budget, i64* out,
+         double* radius, backend::stream_t s, const GpuKCenterOptions& opts) {
+  const Rows rows = rows_of(n);
   backend::buffer<float> min_d(static_cast<std::size_t>(n), s);
-  // picks[t]: (value, index) of pick t; picks[budget]: the final arg-max (covering radius).
-  backend::buffer<ArgMax> picks(static_cast<std::size_t>(budget + 1), s);
-  backend::buffer<unsigned char> scratch;
-
-  thrust::fill(pol, min_d.data(), min_d.data() + n, std::numeric_limits<float>::infinity());
+  // picks[t]: pick t; picks[budget]: the final arg-max (covering radius).
+  backend::buffer<Pick> picks(static_cast<std::size_t>(budget + 1), s);
+  backend::ReduceScratch<Pick> scratch(rows.tiles(), s);
+  thrust::fill(backend::policy(s), min_d.data(), min_d.data() + n,
+               std::numeric_limits<float>::infinity());
   backend::check_launch("kcenter: fill");
-
-  const ArgMax none = kcenter_ops::argmax_none();
-  if (n_labeled > 0) {
-    thrust::for_each(pol, first, first + n_labeled, MarkCentre{min_d.data(), labeled});
-    backend::check_launch("kcenter: mark labeled");
-    thrust::for_each(pol, first, first + n,
-                     LabeledDist<Vec4>{x, d, labeled, n_labeled, min_d.data()});
-    backend::check_launch("kcenter: labeled distances");
-    auto it = thrust::make_transform_iterator(first, PickStep<Vec4>{x, d, min_d.data(), nullptr});
-    backend::reduce_into(s, scratch, it, n, picks.data(), ArgMaxOp{}, none);
-  } else {
-    const std::int64_t nb = (n + kMeanBlock - 1) / kMeanBlock;
-    backend::buffer<double> partial(static_cast<std::size_t>(nb * d), s);
-    backend::buffer<float> mean(static_cast<std::size_t>(d), s);
-    thrust::for_each(pol, first, first + nb * d, BlockColumnSum{x, n, d, partial.data()});
-    backend::check_launch("kcenter: column sums");
-    thrust::for_each(pol, first, first + d, FinishMean{partial.data(), n, d, nb, mean.data()});
-    backend::check_launch("kcenter: mean");
-    auto it = thrust::make_transform_iterator(first, DistToVector<Vec4>{x, d, mean.data()});
-    backend::reduce_into(s, scratch, it, n, picks.data(), ArgMaxOp{}, none);
-  }
-  const std::int64_t passes = radius != nullptr ? budget : budget - 1;
-  for (std::int64_t t = 0; t < passes; ++t) {
-    auto it = thrust::make_transform_iterator(
-        first, PickStep<Vec4>{x, d, min_d.data(), picks.data() + t});
-    backend::reduce_into(s, scratch, it, n, picks.data() + t + 1, ArgMaxOp{}, none);
-  }
-  thrust::transform(pol, picks.data(), picks.data() + budget, out, PickIndex{});
-  backend::check_launch("kcenter: indices");
-  if (radius != nullptr) {
-    thrust::for_each(pol, first, first + 1, RadiusOf{picks.data() + budget, radius});
-    backend::check_launch("kcenter: radius");
-  }
+  Projection proj;
+  if (opts.basis != nullptr) proj = make_projection(x, n, d, opts, s);
+  first_pick(x, d, rows, labeled, n_labeled, min_d.data(), scratch, picks.data(), s);
+  const i64 passes = radius != nullptr ? budget : budget - 1;
+  const bool capture = opts.graph > 0 || (opts.graph < 0 && passes >= kGraphMinPicks);
+  if (opts.basis != nullptr)
+    pick_loop<true>(x, d, rows, min_d.data(), proj.copy, scratch, picks.data(), passes, capture,
+                    s);
+  else
+    pick_loop<false>(x, d, rows, min_d.data(), ProjectedCopy{}, scratch, picks.data(), passes,
+                     capture, s);
+  finish(picks.data(), budget, passes, out, radius, opts.full_rows, s);
 }
 
 }  // namespace
 
-void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
-             std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
-             std::uintptr_t stream) {
+void kcenter(const float* features, i64 n, i64 d, const i64* labeled, i64 n_labeled, i64 budget,
+             i64* out, double* radius, std::uintptr_t stream, const GpuKCenterOptions& opts) {
   check_kcenter_sizes(n, d, n_labeled, budget);
-  const backend::stream_t s = backend::to_stream(stream);
-  // Vector loads when every row starts on a 16-byte boundary.
-  const bool vec4 = d % 4 == 0 && reinterpret_cast<std::uintptr_t>(features) % 16 == 0;
-  if (vec4)
-    run<true>(features, n, d, labeled, n_labeled, budget, out, radius, s);
-  else
-    run<false>(features, n, d, labeled, n_labeled, budget, out, radius, s);
+  require((opts.basis == nullptr) == (opts.mean == nullptr),
+          "projection: expected both the basis and the mean, or neither");
+  run(features, n, d, labeled, n_labeled, budget, out, radius, backend::to_stream(stream), opts);
 }
 
 }  // namespace dalcore::gpu

@@ -17,13 +17,17 @@
 // Host synchronisations per call (CUDA): one for the symmetry test before the solve (its result
 // decides whether to solve), none per CG iteration except the convergence check every
 // kCheckEvery iterations, and one at the end (the breakdown count). With the default
-// max_iter = 20: at most four. Temporaries: backend::buffer (cudaMallocAsync) and, for the
-// symmetry test's transform_reduce, Thrust's temporaries from the stream-ordered pool.
+// max_iter = 20: at most four. Temporaries: backend::buffer (cudaMallocAsync on the caller's
+// stream).
+//
+// Ordering (issue 14): every floating-point sum of the solve runs over the fixed partitions above
+// (row blocks, groups), so the twin gives the same bits on any number of OpenMP threads
+// (test_gpu_twin_order.py); the symmetry test's sum is a tile_reduce (backend.h: a fixed tile,
+// block and combine order), whose blocks the twin's launch-order setting can reverse or shuffle.
 #include <thrust/for_each.h>
 #include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
-#include <thrust/transform_reduce.h>
 
 #include <cstdint>
 #include <type_traits>
@@ -245,14 +249,34 @@ struct AddTerms {
   }
 };
 
-// One host synchronisation (the reduction's result decides whether to run at all).
+// Tile t: rows [t W, (t + 1) W), one per lane, their terms added by the tile's butterfly.
+struct SymmetryTile {
+  SymmetryRow row;
+  i64 n;
+  template <class Tile>
+  DALCORE_HD SymmetryTerms operator()(const Tile& tl, i64 t) const {
+    auto acc = Tile::fill(SymmetryTerms{});
+    tl.for_lanes([&](int l) {
+      const i64 i = t * Tile::kWidth + l;
+      if (i < n) acc[l] = row(i);
+    });
+    return tl.fold(acc, AddTerms{});
+  }
+};
+
+// One host synchronisation (the reduction's result decides whether to run at all). The sum runs
+// in tile_reduce's fixed order: the same bits on every device, in the twin, on any threads.
 void check_symmetric(const CsrView& graph, backend::stream_t s) {
   if (graph.nnz == 0) return;
-  const thrust::counting_iterator<i64> first(0);
-  const SymmetryTerms t = thrust::transform_reduce(
-      backend::policy(s), first, first + graph.n,
-      SymmetryRow{Csr{graph.indptr, graph.indices, graph.data}}, SymmetryTerms{}, AddTerms{});
-  backend::check_launch("propagate: symmetry test");
+  const i64 tiles = (graph.n + tile::kTileWidth - 1) / tile::kTileWidth;
+  backend::ReduceScratch<SymmetryTerms> scratch(tiles, s);
+  backend::buffer<SymmetryTerms> sum(1, s);
+  backend::tile_reduce(s, tiles,
+                       SymmetryTile{SymmetryRow{Csr{graph.indptr, graph.indices, graph.data}},
+                                    graph.n},
+                       AddTerms{}, SymmetryTerms{}, scratch, sum.data(), "propagate: symmetry test");
+  SymmetryTerms t;
+  backend::copy_to_host(&t, sum.data(), sizeof(t), s);
   double diff = 0.0;
   require(symmetric_enough(t, &diff),
           "graph: expected a symmetric affinity S (S == S.T); a randomised test found "

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .. import distributed
 from .._arrays import as_index_vector, check_int
 from ..training import PseudoLabels, extract
 
@@ -69,6 +70,7 @@ class AcquisitionContext:
     _rows: Optional[np.ndarray] = field(default=None, init=False, repr=False)
     _probs: Optional[np.ndarray] = field(default=None, init=False, repr=False)
     _feats: Optional[np.ndarray] = field(default=None, init=False, repr=False)
+    _shard: Optional[tuple] = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = int(self.data.x_train.shape[0])
@@ -93,13 +95,46 @@ class AcquisitionContext:
         order = np.concatenate([self.labeled, self.pool])
         rows = np.full(n, -1, dtype=np.int64)
         rows[order] = np.arange(order.size)
-        probs, feats = extract(
-            self.model, self.data.x_train, device=self.device, batch_size=self.batch_size,
-            indices=order,
-        )
+        if distributed.world_size() > 1:  # under torchrun: every rank's shard, all-gathered
+            _, probs_l, feats_l = self.shard()
+            self._probs = distributed.gather_scores(probs_l)
+            self._feats = distributed.gather_scores(feats_l)
+        else:
+            probs, feats = extract(
+                self.model, self.data.x_train, device=self.device, batch_size=self.batch_size,
+                indices=order,
+            )
+            self._probs, self._feats = probs.numpy(), feats.numpy()
         self._rows = rows
-        self._probs = probs.numpy()
-        self._feats = feats.numpy()
+
+    def shard(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(lo, probs, feats)`` of this rank's contiguous share ``[lo, lo + len(probs))`` of
+        the rows labeled + pool (in that order); every row, ``lo = 0``, in one process.
+
+        Under torchrun each rank extracts only its share (no collective but the one that hands
+        rank 0's BatchNorm statistics to all): strategies that score rows one by one, or run a
+        sharded kernel (:func:`dalcore.distributed.kcenter`), gather only their scores."""
+        if distributed.world_size() <= 1:
+            self._extract()
+            return 0, self._probs, self._feats
+        if self._shard is None:
+            distributed.sync_buffers(self.model)
+            order = np.concatenate([self.labeled, self.pool])
+            lo, hi = distributed.shard_rows(order.size)
+            with distributed.one_process():  # this rank's rows only
+                probs, feats = extract(self.model, self.data.x_train, device=self.device,
+                                       batch_size=self.batch_size, indices=order[lo:hi])
+            self._shard = (lo, probs.numpy(), feats.numpy())
+        return self._shard
+
+    def pool_scores(self, score: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``score(probs)`` of the pool rows, in pool order: ``score`` maps probabilities
+        (m, C) to one row of scores per input row (m, ...). Under torchrun each rank scores its
+        share of the rows and only the scores are gathered (the same result: row by row)."""
+        if distributed.world_size() <= 1:
+            return score(self.probs(self.pool))
+        lo, probs, _ = self.shard()
+        return distributed.gather_scores(score(probs[max(self.labeled.size - lo, 0):]))
 
     def _take(self, table: np.ndarray, idx: Any) -> np.ndarray:
         idx = as_index_vector(idx, "idx", self._rows.size, unique=False)
@@ -141,5 +176,5 @@ def entropy(probs: np.ndarray) -> np.ndarray:
 
 def top_entropy(ctx: AcquisitionContext, budget: int) -> tuple[np.ndarray, np.ndarray]:
     """Pool entropies and the positions (into ctx.pool) of the ``budget`` highest, stable."""
-    h = entropy(ctx.probs(ctx.pool))
+    h = ctx.pool_scores(entropy)
     return h, np.argsort(-h, kind="stable")[:budget]

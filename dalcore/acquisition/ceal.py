@@ -33,7 +33,7 @@ import numpy as np
 
 from ..training import PseudoLabels
 from . import register
-from ._base import AcquisitionContext, Selection, check_budget, top_entropy
+from ._base import AcquisitionContext, Selection, check_budget, entropy
 
 #: Initial threshold on the normalised entropy and its decrease per cycle.
 DELTA0 = 0.1
@@ -71,14 +71,20 @@ def balanced_cap(labels: np.ndarray, h: np.ndarray, indices: np.ndarray,
     return keep[np.argsort(indices[keep], kind="stable")]
 
 
+def _entropy_and_class(probs: np.ndarray) -> np.ndarray:
+    """(m, 2) float64: each row's entropy and arg-max class (exact: a class is < 2^53)."""
+    return np.column_stack([entropy(probs), probs.argmax(axis=1).astype(np.float64)])
+
+
 def _select(ctx: AcquisitionContext, budget: int, capped: bool) -> Selection:
     b = check_budget(ctx, budget)
-    h, top = top_entropy(ctx, b)
-    probs = ctx.probs(ctx.pool)
+    scores = ctx.pool_scores(_entropy_and_class)  # under torchrun: scored per shard, gathered
+    h = scores[:, 0]
+    top = np.argsort(-h, kind="stable")[:b]  # as top_entropy
     confident = h / math.log(ctx.num_classes) < ceal_delta(ctx.cycle)
     confident[top] = False
     pos = np.flatnonzero(confident)
-    labels = probs[pos].argmax(axis=1).astype(np.int64)
+    labels = scores[pos, 1].astype(np.int64)
     if capped:
         keep = balanced_cap(labels, h[pos], ctx.pool[pos], _labeled_class_counts(ctx))
         pos, labels = pos[keep], labels[keep]

@@ -7,6 +7,11 @@ strongly point ``i`` is connected to the seeds. ``budget`` times: the pool point
 score (ties: lowest train index) joins the seeds and the system is solved again, warm-started from
 the previous solution (rescaled to the new seed-set size). Points in components without a seed
 score 0 and are therefore picked first, lowest index first.
+
+Under torchrun every rank runs the one-process selection on the all-gathered features: the
+sharded :func:`dalcore.distributed.propagate` agrees with :func:`dalcore.propagate` only within
+float rounding (its sums run in another order), and an arg-min over such scores could break a
+near-tie differently from one process; the picks must be the one-process picks.
 """
 
 from __future__ import annotations

@@ -69,13 +69,34 @@ void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::i
 
 namespace gpu {
 
-// The GPU path (Thrust; on CUDA: device pointers and the caller's stream, no host
-// synchronisation; in _core_omp: host pointers). `labeled` must be valid (checked by the caller:
-// it lives on the device). `radius` (one double on the device) receives the covering radius when
-// not null. Results equal the CPU kernel's within float32 rounding (the unpruned algorithm).
+// Options of the GPU path. basis (m x d, float64, orthonormal rows) and mean (d, float64), host
+// memory, both or neither: the projection lower bound (as the CPU path's; same picks, fewer full
+// rows read). graph: capture the pick loop into a CUDA graph (-1: when the budget is large, 0:
+// never, 1: always; no effect in the twin). full_rows (host, optional): receives the number of
+// full rows read by the picks (one host synchronisation, only when asked).
+struct GpuKCenterOptions {
+  const double* basis = nullptr;
+  const double* mean = nullptr;
+  std::int64_t m = 0;
+  int graph = -1;
+  std::int64_t* full_rows = nullptr;
+};
+
+// The GPU path (tiled kernels, csrc/cuda/kcenter.cu; on CUDA: device pointers and the caller's
+// stream, no host synchronisation; in _core_omp: host pointers). `labeled` must be valid
+// (checked by the caller: it lives on the device). `radius` (one double on the device) receives
+// the covering radius when not null. Distances are float32 sums in the tile order
+// (dalcore/detail/tile.h): bit-identical between CUDA and the twin; picks equal the CPU
+// kernel's within float32 rounding (the unpruned algorithm).
 void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
              std::int64_t n_labeled, std::int64_t budget, std::int64_t* out, double* radius,
-             std::uintptr_t stream);
+             std::uintptr_t stream, const GpuKCenterOptions& opts = {});
+
+// The reference form of the GPU path (csrc/cuda/kcenter_reference.cu: Thrust only, one thread
+// per row), same arguments, for the tests.
+void kcenter_reference(const float* features, std::int64_t n, std::int64_t d,
+                       const std::int64_t* labeled, std::int64_t n_labeled, std::int64_t budget,
+                       std::int64_t* out, double* radius, std::uintptr_t stream);
 
 }  // namespace gpu
 }  // namespace dalcore
