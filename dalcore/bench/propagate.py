@@ -19,7 +19,7 @@ builds a true k-NN graph with faiss on clustered Gaussian features instead (slow
 installed) of real features instead, L2-normalised, with --per-class labelled nodes of each of
 their true classes (C = the data set's classes; a .npy file has none: --classes random ones).
 
-    dalcore bench propagate --quick                 # N = 20k, C in {10, 100}
+    dalcore bench propagate --quick                 # N = 20k, C = 10
     dalcore bench propagate                         # N in {10k, 50k, 200k}
     dalcore bench propagate --data digits,fashion-mnist:convnet
 """
@@ -181,9 +181,10 @@ def build_parser(prog: str = "dalcore bench propagate") -> BenchParser:
     ap = BenchParser(prog=prog, description=__doc__.splitlines()[0])
     bench_data.add_arguments(ap, "Their k-NN graphs; default: synthetic graphs at --n")
     ap.add_argument("--quick", action="store_true",
-                    help="N = 20k only (data sets cut to 10,000 rows), 3 repeats")
+                    help="N = 20k, C = 10 (data sets cut to 10,000 rows), fewer repeats")
     ap.add_argument("--n", type=positive_int, nargs="*", help="override the N values")
-    ap.add_argument("--classes", type=positive_int, nargs="*", default=[10, 100])
+    ap.add_argument("--classes", type=positive_int, nargs="*", default=None,
+                    help="classes C (default 10 and 100; --quick: 10)")
     ap.add_argument("--k", type=positive_int, default=50)
     ap.add_argument("--per-class", type=positive_int, default=10,
                     help="labeled nodes per class")
@@ -258,6 +259,7 @@ def _row(name: str, s: sp.csr_array, labels: np.ndarray, c: int, args: Any,
 def run(args: Any) -> None:
     """Runs the bench the parsed arguments describe (BenchError on a bad one)."""
     sizes = args.n or ([20_000] if args.quick else [10_000, 50_000, 200_000])
+    args.classes = args.classes or ([10] if args.quick else [10, 100])
     if args.quick:
         args.repeats, args.peer_repeats = min(args.repeats, 3), min(args.peer_repeats, 2)
     if args.cuda_only:
