@@ -34,6 +34,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -166,6 +167,12 @@ def run_dalcore(spec: Spec, args: argparse.Namespace, config: str, workdir: Path
 
     out = workdir / f"{spec.name}_{config}"
     cfg = experiment_config(spec, args, config, str(out))
+    if cfg.pretrain:  # the DeepCluster backbones of an earlier configuration: the same settings
+        shared = sorted(workdir.glob(f"{spec.name}_*/pretrain_r*.pt"))  # (a cache keyed by them)
+        out.mkdir(parents=True, exist_ok=True)
+        for path in shared:
+            if not (out / path.name).exists():
+                shutil.copyfile(path, out / path.name)
     t0 = time.perf_counter()
     run_experiment(cfg)
     wall = time.perf_counter() - t0
