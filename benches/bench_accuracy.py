@@ -34,6 +34,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -46,12 +47,15 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import fmt_table  # noqa: E402
 
-#: dalcore configurations: name -> (pretrain, semi).
-CONFIGS: dict[str, tuple[bool, bool]] = {
-    "base": (False, False),
-    "semi": (False, True),
-    "pre": (True, False),
-    "pre+semi": (True, True),
+#: dalcore configurations: name -> (pretrain, semi, --graph-input).
+CONFIGS: dict[str, tuple[bool, bool, str]] = {
+    "base": (False, False, "none"),
+    "semi": (False, True, "none"),
+    "pre": (True, False, "none"),
+    "pre+semi": (True, True, "none"),
+    "pre+semi+images": (True, True, "always"),
+    "semi+images-only": (False, True, "only"),
+    "pre+semi+images-only": (True, True, "only"),
 }
 BASELINES: tuple[str, ...] = ("logreg", "labelspreading")
 COLUMNS: tuple[str, ...] = ("dataset", "method", "repeat", "labels", "accuracy", "seconds")
@@ -81,12 +85,12 @@ def experiment_config(spec: Spec, args: argparse.Namespace, config: str, out: st
     """The ExperimentConfig of ``dalcore run --methods random`` for this dataset and config."""
     from dalcore.experiment import ExperimentConfig
 
-    pretrain, semi = CONFIGS[config]
+    pretrain, semi, input_graph = CONFIGS[config]
     return ExperimentConfig(
         dataset=spec.name, data_dir=spec.data_dir, methods=("random",), budget=spec.budget,
         cycles=spec.cycles, repeats=args.repeats, preset="cpu", pool_size=spec.pool_size,
-        device="cpu", seed=args.seed, out=out, pretrain=pretrain, semi=semi, progress=False,
-        verbose=False,
+        device="cpu", seed=args.seed, out=out, pretrain=pretrain, semi=semi,
+        input_graph=input_graph, progress=False, verbose=False,
     )
 
 
@@ -96,23 +100,25 @@ def load_split(spec: Spec, args: argparse.Namespace):
 
     cfg = experiment_config(spec, args, "base", None)
     preset = validate_config(cfg)
-    return _load_data(cfg, preset)
+    return _load_data(cfg, preset)[0]
 
 
 def label_sets(spec: Spec, args: argparse.Namespace, y_train: np.ndarray,
                num_classes: int) -> list[list[np.ndarray]]:
-    """[repeat][cycle] -> sorted labeled train indices of dalcore's ``random`` method."""
+    """[repeat][cycle] -> sorted labeled train indices of dalcore's ``random`` method; each
+    repetition also ends with the set after the selection the run makes after its last cycle
+    (what its checkpoint holds), so it has ``spec.cycles + 1`` sets."""
     from dalcore.data import class_balanced_indices
-    from dalcore.experiment import derive_seed
+    from dalcore.experiment import derive_seed, repeat_seed
 
     n = y_train.size
     out = []
     for repeat in range(args.repeats):
-        rseed = args.seed + repeat
+        rseed = repeat_seed(args.seed, repeat)
         labeled = np.sort(class_balanced_indices(
             y_train, spec.budget, num_classes, np.random.default_rng(rseed)).astype(np.int64))
         sets = [labeled]
-        for cycle in range(spec.cycles - 1):
+        for cycle in range(spec.cycles):
             pool = np.setdiff1d(np.arange(n, dtype=np.int64), labeled)
             rng = np.random.default_rng(derive_seed(rseed, "acquire", cycle, "random"))
             picks = rng.choice(pool, size=spec.budget, replace=False)
@@ -155,11 +161,18 @@ def run_baselines(name: str, data, sets: list[list[np.ndarray]]) -> tuple[list[d
 
 def run_dalcore(spec: Spec, args: argparse.Namespace, config: str, workdir: Path,
                 sets: list[list[np.ndarray]]) -> tuple[list[dict], float]:
-    """run_experiment for one configuration; its rows, after checking its labeled sets."""
+    """run_experiment for one configuration; its rows, after checking its labeled sets
+    (``sets`` from :func:`label_sets`: the last one is what the checkpoint holds)."""
     from dalcore.experiment import run_experiment
 
     out = workdir / f"{spec.name}_{config}"
     cfg = experiment_config(spec, args, config, str(out))
+    if cfg.pretrain:  # the DeepCluster backbones of an earlier configuration: the same settings
+        shared = sorted(workdir.glob(f"{spec.name}_*/pretrain_r*.pt"))  # (a cache keyed by them)
+        out.mkdir(parents=True, exist_ok=True)
+        for path in shared:
+            if not (out / path.name).exists():
+                shutil.copyfile(path, out / path.name)
     t0 = time.perf_counter()
     run_experiment(cfg)
     wall = time.perf_counter() - t0
@@ -243,12 +256,13 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], dict]:
     walls: dict[tuple[str, str], float] = {}
     for spec in specs(args):
         data = load_split(spec, args)
-        sets = label_sets(spec, args, data.y_train.numpy(), int(data.num_classes))
+        with_next = label_sets(spec, args, data.y_train.numpy(), int(data.num_classes))
+        sets = [per_cycle[:-1] for per_cycle in with_next]
         print(f"{spec.name}: {data.x_train.shape[0]} train images (pool), "
               f"{data.x_test.shape[0]} test images, inputs {tuple(data.x_train.shape[1:])}, "
               f"labels {[int(s.size) for s in sets[0]]}, {args.repeats} repetitions", flush=True)
         for config in args.configs:
-            r, wall = run_dalcore(spec, args, config, workdir, sets)
+            r, wall = run_dalcore(spec, args, config, workdir, with_next)
             rows += r
             walls[(spec.name, f"dalcore {config}")] = wall
             print(f"  dalcore {config}: {wall:.1f} s", flush=True)

@@ -57,8 +57,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         budget=args.budget, cycles=args.cycles, repeats=args.repeats, preset=args.preset,
         epochs=args.epochs, width=args.width, pool_size=args.pool_size, device=args.device,
         seed=args.seed, out=args.out, pretrain=args.pretrain, semi=args.semi, graph=args.graph,
-        class_balance=args.class_balance, threads=args.threads, progress=not args.quiet,
-        verbose=True, save_models=args.save_models, initial=args.initial,
+        class_balance=args.class_balance, input_graph=args.graph_input, threads=args.threads,
+        progress=not args.quiet, verbose=True, save_models=args.save_models, initial=args.initial,
     )
     try:
         run_experiment(cfg)
@@ -106,7 +106,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``dalcore`` command."""
-    from .experiment import DEFAULT_METHODS, DEVICES, GRAPH_MODES, INITIAL_CHOICES
+    from .experiment import DEFAULT_METHODS, DEVICES, GRAPH_INPUTS, GRAPH_MODES, INITIAL_CHOICES
     from .presets import PRESETS
 
     p = _Parser(prog="dalcore", description=__doc__,
@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="k-NN graph of --semi")
     run.add_argument("--class-balance", action="store_true",
                      help="class-balanced pseudo-label weights in --semi")
+    run.add_argument("--graph-input", default="none", choices=GRAPH_INPUTS,
+                     help="--semi's graph also on the images: none (the paper's: the model's "
+                     "features), first (the images for the first propagation), always (model "
+                     "and images side by side), only (the images alone)")
     run.add_argument("--threads", type=int, default=None,
                      help="torch CPU threads (default: the preset's, 1 for cpu, torch's choice "
                      "for paper)")

@@ -65,6 +65,9 @@ COLUMNS: tuple[str, ...] = (
 )
 DEFAULT_METHODS: tuple[str, ...] = ("random", "uncertainty", "coreset", "ceal")
 GRAPH_MODES: tuple[str, ...] = ("reciprocal", "union")
+#: ``--graph-input``: what SEMI's graph is built on besides the model's features
+#: (:class:`dalcore.semi.label_propagation.LabelPropagationRefresh`); ``none`` is the paper's.
+GRAPH_INPUTS: tuple[str, ...] = ("none", "first", "always", "only")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: Choices of cycle 0's labeled set: the paper's class-balanced draw (it reads the labels), or a
 #: label-free choice (:func:`dalcore.acquisition.initial.select_initial`).
@@ -78,8 +81,11 @@ WIDTH_RANGE: tuple[float, float] = (1 / 128, 4.0)
 #: (the dataset's fingerprint is compared instead).
 FIXED_FIELDS: tuple[str, ...] = (
     "dataset", "budget", "preset", "epochs", "width", "pool_size", "seed", "pretrain", "semi",
-    "graph", "class_balance", "initial",
+    "graph", "class_balance", "initial", "input_graph",
 )
+#: Values of the fields added to FIXED_FIELDS since config.json was first written, for the
+#: folders of runs that predate them (which then resume as before).
+_ADDED_FIELDS: dict[str, Any] = {"input_graph": "none"}
 _ALL_FIELDS: tuple[str, ...] = FIXED_FIELDS + ("data_dir", "methods", "cycles", "repeats")
 
 #: Test seam: when set, called as ``hook(where, n)`` after the n-th cycle this process finishes,
@@ -129,6 +135,11 @@ class ExperimentConfig:
         k-NN graph of SEMI: ``reciprocal`` or ``union``.
     class_balance : bool
         Class-balanced pseudo-label weights in SEMI.
+    input_graph : str
+        ``--graph-input`` (:data:`GRAPH_INPUTS`): SEMI's graph on the model's features
+        (``none``, the paper's), on the images for the first refresh (``first``), on both side
+        by side (``always``) or on the images alone (``only``). Recorded in the ``graph``
+        column as ``<graph>+images:<input_graph>`` when not ``none``.
     threads : int or None
         torch CPU threads (``torch.set_num_threads``); ``None`` takes the preset's (1 for
         ``cpu``, torch's choice for ``paper``).
@@ -161,6 +172,7 @@ class ExperimentConfig:
     semi: bool = False
     graph: str = "reciprocal"
     class_balance: bool = False
+    input_graph: str = "none"
     threads: int | None = None
     progress: bool = True
     verbose: bool = True
@@ -243,6 +255,12 @@ def validate_config(cfg: ExperimentConfig) -> Preset:
         raise ExperimentError(
             f"--graph: expected one of {', '.join(GRAPH_MODES)}, got {cfg.graph!r}"
         )
+    if cfg.input_graph not in GRAPH_INPUTS:
+        raise ExperimentError(
+            f"--graph-input: expected one of {', '.join(GRAPH_INPUTS)}, got {cfg.input_graph!r}"
+        )
+    if cfg.input_graph != "none" and not cfg.semi:
+        raise ExperimentError("--graph-input: only meaningful with --semi")
     cfg.dataset = dataset
     try:
         preset = get_preset(cfg.preset)
@@ -369,11 +387,13 @@ def row_settings(cfg: ExperimentConfig, preset: Preset, width: float, image_size
         length = f"steps:{preset.steps}"
     else:
         length = f"epochs:{preset.epochs}"
+    graph = cfg.graph if cfg.input_graph == "none" else f"{cfg.graph}+images:{cfg.input_graph}"
     return {
         "dataset": cfg.dataset, "pretrain": int(cfg.pretrain), "semi": int(cfg.semi),
         "preset": preset.name, "width": f"{width:g}", "image_size": int(image_size),
         "epochs_or_steps": length, "pool_size": "" if cfg.pool_size is None else cfg.pool_size,
-        "budget": cfg.budget, "graph": cfg.graph, "class_balance": int(cfg.class_balance),
+        "budget": cfg.budget, "class_balance": int(cfg.class_balance),
+        "graph": graph,
         "initial": cfg.initial, "version": __version__,
     }
 
@@ -536,7 +556,7 @@ def _out_folder(cfg: ExperimentConfig) -> Path:
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
     """The entries of a config.json document that must not change for a run to go on."""
     conf = doc.get("config", {}) if isinstance(doc.get("config"), dict) else {}
-    fields = {k: conf.get(k) for k in FIXED_FIELDS}
+    fields = {k: conf.get(k, _ADDED_FIELDS.get(k)) for k in FIXED_FIELDS}
     preset = doc.get("preset", {}) if isinstance(doc.get("preset"), dict) else {}
     for k, v in preset.items():  # a preset redefined since is a change too
         if k not in ("name", "description", "threads"):
@@ -693,7 +713,7 @@ def _run(cfg: ExperimentConfig, on_row: Callable[[dict[str, Any]], None] | None)
     width = float(cfg.width if cfg.width is not None else preset.width)
     settings = StepSettings(preset=preset, width=width, epochs=cfg.epochs, semi=cfg.semi,
                             graph=cfg.graph, class_balance=cfg.class_balance,
-                            progress=cfg.progress)
+                            input_graph=cfg.input_graph, progress=cfg.progress)
     data, fingerprint = _load_data(cfg, preset)
     device = distributed.join_from_env(resolve_device(cfg.device))  # torchrun: this rank's
     if distributed.world_size() > 1:

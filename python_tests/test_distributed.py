@@ -11,7 +11,6 @@ mean split across ranks) and Fashion-MNIST test images where the IDX files are i
 
 from __future__ import annotations
 
-import datetime
 import gzip
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spl
+from gloo_world import run_rank, spawn_world
 from test_kcenter import check_greedy
 
 import dalcore
@@ -181,26 +181,21 @@ def _error_cases(rank: int, world: int, out: dict) -> None:
 
 
 def _worker(rank: int, world: int, store: str, outdir: str) -> None:
-    dalcore._core.set_num_threads(1)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=120))
-    try:
-        out: dict = {}
-        _kcenter_cases(rank, world, out)
-        _propagate_cases(rank, world, out)
-        _error_cases(rank, world, out)
-        np.savez(os.path.join(outdir, f"rank{rank}.npz"), **out)
-    finally:
-        dist.destroy_process_group()
+    run_rank(rank, world, store, outdir, _body)
+
+
+def _body(rank: int, world: int) -> dict:
+    out: dict = {}
+    _kcenter_cases(rank, world, out)
+    _propagate_cases(rank, world, out)
+    _error_cases(rank, world, out)
+    return out
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["2proc", "3proc"])
 def runs(request, tmp_path_factory) -> tuple[int, list[dict]]:
     world = request.param
-    d = tmp_path_factory.mktemp(f"dist{world}")
-    mp.spawn(_worker, args=(world, str(d / "store"), str(d)), nprocs=world, join=True)
-    return world, [dict(np.load(d / f"rank{r}.npz")) for r in range(world)]
+    return world, spawn_world(_worker, world, tmp_path_factory.mktemp(f"dist{world}"))
 
 
 # ------------------------------------------------------------------ checks

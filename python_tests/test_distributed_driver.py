@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gloo_world import run_rank, spawn_world
 from test_kcenter import check_greedy
 
 import dalcore
@@ -142,25 +142,20 @@ def _syncbn_on_cpu(out: dict) -> None:
 
 
 def _worker(rank: int, world: int, store: str, outdir: str) -> None:
-    dalcore._core.set_num_threads(1)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=120))
-    try:
-        out = selections()
-        _writer_cases(rank, out)
-        _syncbn_on_cpu(out)
-        np.savez(os.path.join(outdir, f"rank{rank}.npz"), **out)
-    finally:
-        dist.destroy_process_group()
+    run_rank(rank, world, store, outdir, _body)
+
+
+def _body(rank: int, world: int) -> dict:
+    out = selections()
+    _writer_cases(rank, out)
+    _syncbn_on_cpu(out)
+    return out
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["2proc", "3proc"])
 def runs(request, tmp_path_factory) -> tuple[int, list[dict]]:
     world = request.param
-    d = tmp_path_factory.mktemp(f"driver{world}")
-    mp.spawn(_worker, args=(world, str(d / "store"), str(d)), nprocs=world, join=True)
-    return world, [dict(np.load(d / f"rank{r}.npz")) for r in range(world)]
+    return world, spawn_world(_worker, world, tmp_path_factory.mktemp(f"driver{world}"))
 
 
 @pytest.fixture(scope="module")

@@ -380,3 +380,49 @@ def test_save_models_keeps_each_cycles_weights(tmp_path: Path) -> None:
             logits = model(ds.x_test)[0].double().numpy()
         acc = float(np.mean(np.argmax(logits, axis=1) == y))
         assert acc == pytest.approx(float(r["accuracy"]), abs=1e-6)
+
+
+def test_graph_input_needs_semi_and_a_known_value(tmp_path: Path, capsys) -> None:
+    code = main(tiny_args(tmp_path / "a", "--graph-input", "always", methods="random"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--graph-input" in err and "--semi" in err
+    with pytest.raises(SystemExit) as e:
+        main(tiny_args(tmp_path / "b", "--semi", "--graph-input", "pixels", methods="random"))
+    assert e.value.code == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_graph_input_reaches_the_refresh_and_the_results(tmp_path: Path, monkeypatch) -> None:
+    """``--graph-input only`` builds every propagation graph on the images (the refresh's
+    feature matrix is the flattened, L2-normalised images, rebuilt here), is recorded in the
+    ``graph`` column, and a folder written before the option existed still resumes."""
+    import dalcore.semi.label_propagation as lp
+
+    seen: list[np.ndarray] = []
+    real = lp.propagate_labels
+
+    def spy(features, *args, **kwargs):
+        seen.append(np.asarray(features, dtype=np.float64))
+        return real(features, *args, **kwargs)
+
+    monkeypatch.setattr(lp, "propagate_labels", spy)
+    out = tmp_path / "run"
+    args = tiny_args(out, "--semi", "--graph-input", "only", "--epochs", "2", methods="random",
+                     cycles=1)
+    assert main(args) == 0
+    data = experiment._load_data(experiment.ExperimentConfig(dataset="digits", pool_size=200),
+                                 PRESETS["cpu"])[0]
+    pix = data.x_train.numpy().reshape(200, -1).astype(np.float64)
+    pix /= np.linalg.norm(pix, axis=1, keepdims=True)
+    assert len(seen) == 2
+    for f in seen:
+        np.testing.assert_allclose(f, pix, atol=1e-6)
+    rows = read_rows(out / "results.csv")
+    assert [r["graph"] for r in rows] == ["reciprocal+images:only"]
+    # A config.json of a run made before --graph-input existed: the run resumes (extends).
+    doc = json.loads((out / "config.json").read_text())
+    del doc["config"]["input_graph"]
+    (out / "config.json").write_text(json.dumps(doc))
+    args_old = tiny_args(out, "--semi", "--epochs", "2", methods="random", cycles=2)
+    assert main(args_old) == 0
+    assert len(read_rows(out / "results.csv")) == 2

@@ -19,7 +19,7 @@ for m in random typiclust probcover coreset; do
   if [ -n "$first" ] && [ ! -e "$dir" ]; then
     mkdir -p "$dir"; cp "$first"/pretrain_r*.pt "$dir"/ 2>/dev/null || true
   fi
-  python -m dalcore run --dataset "$ds" ${EXTRA:-} --budget 10 --cycles 2 --repeats 5 --methods $m \
+  python -m dalcore run --dataset "$ds" ${EXTRA:-} --budget 10 --cycles 2 --repeats ${REPEATS:-5} --methods $m \
     --initial $init "$@" --out "$dir" --quiet > "$dir.log" 2>&1
   echo "$cfg $m rc=$?"
   first=${first:-$dir}
