@@ -8,7 +8,7 @@ labeled images (the baseline of ``bench_accuracy.py``). One line per variant is 
 ``--log`` (default ``probe_semi.txt``). DeepCluster backbones are cached in ``--cache`` by
 their settings, so variants of the training reuse them.
 
-    python benches/probe_semi.py --name base --labels 20                     # digits, PRE+SEMI
+    PYTHONPATH=. python benches/probe_semi.py --name base --labels 20        # digits, PRE+SEMI
     python benches/probe_semi.py --name only --dataset fashion-mnist --labels 100 \\
         --graph-input only                                                   # pool of 5,000
     python benches/probe_semi.py --name lr05 --labels 20 --set '{"lr": 0.05}'  # preset fields
@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -195,5 +194,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     main()

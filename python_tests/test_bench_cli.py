@@ -13,11 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import dalcore
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository (benches/)
+#: Where the dalcore this process tests was imported from (the source tree after an in-place
+#: build, site-packages after `pip install .`, as in CI): subprocesses must import the same one.
+PKG_PATH = str(Path(dalcore.__file__).resolve().parents[1])
 
 
 def bench(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = dict(os.environ, PYTHONPATH=PKG_PATH + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "dalcore",
                                                            "bench", *args]
@@ -90,7 +95,7 @@ def test_kcenter_script_and_cli_print_the_same_table():
     args = ["--quick", "--data", "digits"]
     script = subprocess.run([sys.executable, str(ROOT / "benches" / "bench_kcenter.py"), *args],
                             capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            env=dict(os.environ, PYTHONPATH=PKG_PATH))
     cli = bench("kcenter", *args)
     assert script.returncode == 0 and cli.returncode == 0, (script.stderr, cli.stderr)
     keys = ["data", "N", "d", "budget", "m", "numpy MB/pick"]
