@@ -357,8 +357,8 @@ def test_torchrun_pretrain_equals_one_process_and_resumes_after_kill_9(tmp_path)
 def test_gpu_check_distributed_dry_run_on_gloo():
     """tools/gpu_check_distributed.py (gpu_check.sh's NCCL step) on gloo and the CPU: its
     checks compare with the one-process kernels; every one must pass here too."""
-    repo = Path(dalcore.__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(repo / "tools" / "gpu_check_distributed.py"),
+    script = Path(__file__).resolve().parents[1] / "tools" / "gpu_check_distributed.py"
+    proc = subprocess.run([sys.executable, str(script),
                            "--device", "cpu"], env=_env(), capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
