@@ -239,6 +239,7 @@ class LabelPropagationRefresh:
         if input_graph not in _INPUT_GRAPH:
             raise ValueError(f"input_graph: expected one of {_INPUT_GRAPH}, got {input_graph!r}")
         self.input_graph = input_graph
+        self._pixels: torch.Tensor | None = None
         labeled = np.asarray(labeled, dtype=np.int64).ravel()
         if labeled.size == 0:
             raise ValueError("labeled: expected at least one labeled index")
@@ -337,8 +338,12 @@ class LabelPropagationRefresh:
         similarity is then the mean of the two)."""
         if self.input_graph == "none" or (self.input_graph == "first" and self.last is not None):
             return feats
-        pix = torch.from_numpy(input_features(self.data.x_train))
-        if self.input_graph in ("first", "only"):
+        if self.input_graph == "first":  # used once: not kept
+            return torch.from_numpy(input_features(self.data.x_train))
+        if self._pixels is None:  # the images do not change between refreshes: kept
+            self._pixels = torch.from_numpy(input_features(self.data.x_train))
+        pix = self._pixels
+        if self.input_graph == "only":
             return pix.contiguous()
         return (torch.cat([feats, pix], dim=1) * (0.5 ** 0.5)).contiguous()
 
