@@ -34,6 +34,18 @@ def fail(prog: str, message: str) -> int:
     return EXIT_USAGE
 
 
+def run_cli(build_parser: Callable[[str], argparse.ArgumentParser],
+            run: Callable[[argparse.Namespace], Any], argv: Optional[Any], prog: str) -> int:
+    """A bench's entry point: parse ``argv``, run; the exit code (2 with one line on stderr for
+    a bad argument, which the bench raises as :class:`BenchError`)."""
+    args = build_parser(prog).parse_args(argv)
+    try:
+        run(args)
+    except BenchError as e:
+        return fail(prog, str(e))
+    return 0
+
+
 def optional(module: str, peer: str) -> Optional[ModuleType]:
     """The module, or None after printing a line saying which peer is skipped without it."""
     try:

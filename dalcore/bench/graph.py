@@ -38,13 +38,13 @@ from ._common import (
     BenchParser,
     cuda_read_bandwidth,
     device_lists,
-    fail,
     fmt_table,
     load_average,
     median_time,
     optional,
     parallel_memory_bandwidth,
     positive_int,
+    run_cli,
 )
 
 QUICK_ROWS = 10_000
@@ -224,9 +224,4 @@ def run(args: Any) -> None:
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "dalcore bench graph") -> int:
     """Entry point: returns the exit code (2 with one line on stderr for a bad argument)."""
-    args = build_parser(prog).parse_args(argv)
-    try:
-        run(args)
-    except BenchError as e:
-        return fail(prog, str(e))
-    return 0
+    return run_cli(build_parser, run, argv, prog)

@@ -37,12 +37,12 @@ from . import data as bench_data
 from ._common import (
     BenchError,
     BenchParser,
-    fail,
     fmt_table,
     limit_threads,
     load_average,
     parallel_memory_bandwidth,
     positive_int,
+    run_cli,
 )
 from .kcenter_peers import PEERS
 
@@ -279,9 +279,4 @@ def run(args: Any) -> None:
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "dalcore bench kcenter") -> int:
     """Entry point: returns the exit code (2 with one line on stderr for a bad argument)."""
-    args = build_parser(prog).parse_args(argv)
-    try:
-        run(args)
-    except BenchError as e:
-        return fail(prog, str(e))
-    return 0
+    return run_cli(build_parser, run, argv, prog)

@@ -43,11 +43,11 @@ from ._common import (
     BenchParser,
     cuda_read_bandwidth,
     device_lists,
-    fail,
     fmt_table,
     median_time,
     parallel_memory_bandwidth,
     positive_int,
+    run_cli,
 )
 
 ALPHA = 0.99
@@ -284,9 +284,4 @@ def run(args: Any) -> None:
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "dalcore bench propagate") -> int:
     """Entry point: returns the exit code (2 with one line on stderr for a bad argument)."""
-    args = build_parser(prog).parse_args(argv)
-    try:
-        run(args)
-    except BenchError as e:
-        return fail(prog, str(e))
-    return 0
+    return run_cli(build_parser, run, argv, prog)
