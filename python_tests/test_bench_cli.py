@@ -115,15 +115,21 @@ def test_kcenter_grid_quick():
     assert "data: synthetic isotropic" in r.stdout
 
 
+#: `dalcore bench kcenter` in a process where importing torch fails.
+KCENTER_WITHOUT_TORCH = (
+    "import sys, importlib.abc\n"
+    "class Block(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path, target=None):\n"
+    "        if name.split('.')[0] == 'torch':\n"
+    "            raise ImportError('blocked: ' + name)\n"
+    "sys.meta_path.insert(0, Block())\n"
+    "from dalcore.bench import main\n"
+    "sys.exit(main('kcenter', sys.argv[1:]))\n"
+)
+
+
 def test_missing_optional_peer_is_skipped_with_a_line():
-    code = ("import sys, importlib.abc\n"
-            "class Block(importlib.abc.MetaPathFinder):\n"
-            "    def find_spec(self, name, path, target=None):\n"
-            "        if name.split('.')[0] == 'torch':\n"
-            "            raise ImportError('blocked: ' + name)\n"
-            "sys.meta_path.insert(0, Block())\n"
-            "from dalcore.bench import main\n"
-            "sys.exit(main('kcenter', sys.argv[1:]))\n")
+    code = KCENTER_WITHOUT_TORCH
     r = bench("--grid", "clustered", "--sizes", "3000x16x20", "--peers", "numpy,torch",
               "--repeats", "1", code=code)
     assert r.returncode == 0, r.stderr
@@ -231,14 +237,7 @@ def test_kcenter_idx_datasets_from_data_dir(tmp_path):
 def test_without_torch_the_network_rows_are_skipped_with_a_line():
     # torch (and so dalcore.data) blocked: the pixel rows still run, the network features and
     # the torch peer say they are skipped
-    code = ("import sys, importlib.abc\n"
-            "class Block(importlib.abc.MetaPathFinder):\n"
-            "    def find_spec(self, name, path, target=None):\n"
-            "        if name.split('.')[0] == 'torch':\n"
-            "            raise ImportError('blocked: ' + name)\n"
-            "sys.meta_path.insert(0, Block())\n"
-            "from dalcore.bench import main\n"
-            "sys.exit(main('kcenter', sys.argv[1:]))\n")
+    code = KCENTER_WITHOUT_TORCH
     r = bench("--quick", "--data", "digits,fashion-mnist:convnet,synthetic-isotropic",
               "--cache-dir", "/nonexistent-cache", code=code)
     assert r.returncode == 0, r.stderr
