@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--graph-input", default="none", choices=("none", "first", "always", "only"))
     p.add_argument("--k", type=int, default=50, help="neighbours of SEMI's graph")
     p.add_argument("--translate", type=int, default=None, help="augmentation shift (px)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--clusters", type=int, default=5, help="DeepCluster clusters per class")
     p.add_argument("--class-balance", action="store_true")
     p.add_argument("--no-pretrain", action="store_true")
@@ -67,6 +68,8 @@ def load(args: argparse.Namespace, image_size: int):
         ds = ds.subset_train(D.class_balanced_indices(ds.y_train, 5000, ds.num_classes, rng))
     if args.translate is not None:
         ds.translate = int(args.translate)
+    if args.no_flip:
+        ds.flip = False
     return ds
 
 
@@ -141,7 +144,8 @@ def probe(args: argparse.Namespace) -> str:
             f"[{' '.join(f'{a:.1f}' for a in acc)}], pseudo-labels {np.mean(pseudo):.1f}, "
             f"logreg {np.mean(base):.2f} ± {np.std(base):.2f}; {time.perf_counter() - t0:.0f} s;"
             f" set={args.set} graph-input={args.graph_input} k={args.k} "
-            f"translate={args.translate} clusters={args.clusters}"
+            f"translate={args.translate}{' no-flip' if args.no_flip else ''} "
+            f"clusters={args.clusters}"
             f"{' class-balance' if args.class_balance else ''}"
             f"{' no-pretrain' if args.no_pretrain else ''}")
 

@@ -92,7 +92,7 @@ def train_config(settings: StepSettings, n_fit: int, n_pool: int):
     return TrainConfig(
         epochs=preset.epochs_for(n_fit, semi=settings.semi, override=settings.epochs,
                                  semi_batches=semi_batches_per_epoch(n_pool)),
-        batch_size=preset.batch_for(n_fit), lr=preset.lr,
+        batch_size=preset.batch_for(n_fit), lr=preset.lr, augment=preset.augment,
     )
 
 

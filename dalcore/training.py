@@ -48,6 +48,9 @@ class TrainConfig:
         Composition of a semi-supervised batch (50 labelled + 78 pseudo-labelled).
     eval_batch_size : int
         Batch of :func:`extract` / :func:`evaluate` when called by the experiment.
+    augment : bool
+        Apply the dataset's augmentation (its ``translate`` and ``flip``); False trains on the
+        images as they are.
     """
 
     epochs: int = 200
@@ -60,6 +63,7 @@ class TrainConfig:
     semi_batch_labeled: int = 50
     semi_batch_pseudo: int = 78
     eval_batch_size: int = 512
+    augment: bool = True
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad field."""
@@ -77,6 +81,8 @@ class TrainConfig:
         check_int(self.semi_batch_labeled, "cfg.semi_batch_labeled", low=1)
         check_int(self.semi_batch_pseudo, "cfg.semi_batch_pseudo", low=1)
         check_int(self.eval_batch_size, "cfg.eval_batch_size", low=1)
+        if not isinstance(self.augment, bool):
+            raise TypeError(f"cfg.augment: expected a bool, got {type(self.augment).__name__}")
 
 
 @dataclass
@@ -177,9 +183,9 @@ def _rng_devices(device: torch.device) -> list[int]:
 class _Augmenter:
     """Batched augmentation on the device (identity when the dataset asks for none)."""
 
-    def __init__(self, data: Any, device: torch.device, seed: int) -> None:
-        self.translate = int(getattr(data, "translate", 0) or 0)
-        self.flip = bool(getattr(data, "flip", False))
+    def __init__(self, data: Any, device: torch.device, seed: int, enabled: bool = True) -> None:
+        self.translate = int(getattr(data, "translate", 0) or 0) if enabled else 0
+        self.flip = bool(getattr(data, "flip", False)) and enabled
         self.fn = None
         if self.translate > 0 or self.flip:
             from .data import augment  # the DATA side's batched, device-resident augmentation
@@ -314,7 +320,7 @@ def train_model(
     )
     gen = torch.Generator()  # CPU: batch order and draws (device-independent)
     gen.manual_seed(seed)
-    augment = _Augmenter(data, device, seed + 1)
+    augment = _Augmenter(data, device, seed + 1, cfg.augment)
 
     history: dict = {"loss": [], "lr": [], "iterations": [], "pseudo": []}
     t0 = time.perf_counter()

@@ -190,6 +190,8 @@ def test_presets_paper_is_exact() -> None:
         1.0, 200, 32, 0.2, None, 400)
     assert p.epochs_for(20) == 200 and p.epochs_for(5000) == 200
     assert p.epochs_for(20, override=3) == 3
+    assert p.augment and p.semi_min_epochs is None  # the paper's augmentation and schedule
+    assert p.epochs_for(20, semi=True, semi_batches=33) == 200
     c = PRESETS["cpu"]
     # cpu: a fixed number of gradient steps per cycle, whatever the labeled-set size
     for n in (10, 20, 33, 100, 250, 993):

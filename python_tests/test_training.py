@@ -171,6 +171,14 @@ def test_cpu_preset_semi_cycles_take_its_steps(digits: SimpleNamespace) -> None:
         steps = sum(h["iterations"])
         assert h["iterations"] == [per_epoch] * epochs
         assert preset.steps <= steps < preset.steps + per_epoch
+        assert epochs >= preset.semi_min_epochs
+    # a large pool (Fashion-MNIST's 5,000 images: 33 batches per epoch): the floor of label
+    # propagations wins over the step count, and no epoch more than it needs
+    for per_epoch in (33, 60, 200):
+        epochs = preset.epochs_for(100, semi=True, semi_batches=per_epoch)
+        assert epochs * per_epoch >= preset.steps and epochs >= preset.semi_min_epochs
+        assert (epochs - 1) * per_epoch < preset.steps or epochs == preset.semi_min_epochs
+    assert preset.epochs_for(100, semi=True, semi_batches=33) == 16
 
 
 def test_semi_batches_draws_and_loss(digits: SimpleNamespace) -> None:
@@ -240,6 +248,13 @@ def test_augmentation_path(digits: SimpleNamespace) -> None:
                         progress=False)["loss"]
     assert losses[0] == losses[1]
     assert losses[0] != plain
+    # augment=False (the cpu preset): the dataset's shifts and flips are not applied, so the
+    # training is the one on the plain images, loss for loss
+    off = train_model(tiny(), data, labeled, TrainConfig(epochs=2, augment=False), device="cpu",
+                      seed=0, progress=False)["loss"]
+    assert off == plain
+    with pytest.raises(TypeError, match="cfg.augment"):
+        TrainConfig(augment=1).validate()
 
 
 def test_extract_and_evaluate(digits: SimpleNamespace) -> None:
