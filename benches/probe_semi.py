@@ -9,6 +9,8 @@ labeled images (the baseline of ``bench_accuracy.py``). One line per variant is 
 their settings, so variants of the training reuse them.
 
     PYTHONPATH=. python benches/probe_semi.py --name base --labels 20        # digits, PRE+SEMI
+    python benches/probe_semi.py --name sup --dataset fashion-mnist --labels 100 \
+        --no-pretrain --no-semi --set '{"steps": 500}'                       # supervised
     python benches/probe_semi.py --name only --dataset fashion-mnist --labels 100 \\
         --graph-input only                                                   # pool of 5,000
     python benches/probe_semi.py --name lr05 --labels 20 --set '{"lr": 0.05}'  # preset fields
@@ -49,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clusters", type=int, default=5, help="DeepCluster clusters per class")
     p.add_argument("--class-balance", action="store_true")
     p.add_argument("--no-pretrain", action="store_true")
+    p.add_argument("--no-semi", action="store_true", help="supervised training (no propagation)")
     p.add_argument("--diagnose", action="store_true")
     p.add_argument("--cache", default="runs/probe_cache")
     p.add_argument("--log", default="probe_semi.txt")
@@ -123,8 +126,9 @@ def probe(args: argparse.Namespace) -> str:
     ds = load(args, preset.image_size)
     real = lp.make_refresh
     lp.make_refresh = lambda *a, **kw: real(*a, **{**kw, "k": args.k})
-    settings = StepSettings(preset=preset, width=preset.width, semi=True, progress=False,
-                            class_balance=args.class_balance, input_graph=args.graph_input)
+    settings = StepSettings(preset=preset, width=preset.width, semi=not args.no_semi,
+                            progress=False, class_balance=args.class_balance,
+                            input_graph=args.graph_input)
     x, y, xt, yt = pixels(ds.x_train), ds.y_train.numpy(), pixels(ds.x_test), ds.y_test.numpy()
     acc, pseudo, base = [], [], []
     t0 = time.perf_counter()
@@ -135,7 +139,7 @@ def probe(args: argparse.Namespace) -> str:
         f = fit(settings, ds, lab, device="cpu", init_seed=derive_seed(rseed, "init", 0),
                 train_seed=derive_seed(rseed, "train", 0, ""), backbone=bb)
         acc.append(100.0 * evaluate(f.model, ds.x_test, ds.y_test, device="cpu"))
-        pseudo.append(100.0 * f.refresh.accuracy[-1])
+        pseudo.append(float("nan") if f.refresh is None else 100.0 * f.refresh.accuracy[-1])
         base.append(logreg(x, y, xt, yt, lab))
         print(f"{args.name} r{r}: {acc[-1]:.2f} % (pseudo-labels {pseudo[-1]:.1f} %, "
               f"logreg {base[-1]:.2f} %)", flush=True)
@@ -147,7 +151,7 @@ def probe(args: argparse.Namespace) -> str:
             f"translate={args.translate}{' no-flip' if args.no_flip else ''} "
             f"clusters={args.clusters}"
             f"{' class-balance' if args.class_balance else ''}"
-            f"{' no-pretrain' if args.no_pretrain else ''}")
+            f"{' no-pretrain' if args.no_pretrain else ''}{' no-semi' if args.no_semi else ''}")
 
 
 def diagnose(args: argparse.Namespace) -> str:
