@@ -2,8 +2,9 @@
 
 For each dataset and repetition ``r`` the labeled sets are those of ``dalcore run --methods
 random --seed S``, repetition ``r``: the same pool (``--pool-size``: a class-balanced subset drawn
-with the run's seed), the same class-balanced initial budget (seed ``S + r``), then ``budget``
-random pool images per cycle with the seeds the experiment derives. dalcore runs through
+with the run's seed), the same class-balanced initial budget (drawn with the repetition seed the
+experiment hashes from ``S`` and ``r``), then ``budget`` random pool images per cycle with the
+seeds the experiment derives. dalcore runs through
 :func:`dalcore.experiment.run_experiment` (``cpu`` preset, method ``random``, each configuration
 of ``--configs``); its checkpoints are checked against the labeled sets reproduced here, so the
 baselines are fitted on exactly the images dalcore trained on. Baselines, on the pixels of the
@@ -225,8 +226,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default="digits,fashion-mnist",
                    help="comma-separated: digits, fashion-mnist")
-    p.add_argument("--configs", default="base,pre+semi",
-                   help="dalcore configurations (base, semi, pre, pre+semi) or none")
+    p.add_argument("--configs", default="base,semi",
+                   help="dalcore configurations (base, semi, pre, pre+semi, ...; default: base "
+                   "and the recommended SEMI) or none")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
