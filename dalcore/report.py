@@ -324,11 +324,12 @@ def plot_curves(curves: Sequence[Curve], path: str | os.PathLike) -> None:
             if col == 0:
                 ax.set_ylabel("test accuracy (%)")
             ax.grid(True, alpha=0.3)
-    fig.legend(list(handles.values()), list(handles.keys()), loc="center right",
-               title="method (mean ± std)")
-    fig.tight_layout(rect=(0.0, 0.0, 1.0 - 1.6 / (4.4 * ncol + 1.8), 1.0))
+    fig.tight_layout()
+    # outside the panels, right of them: the saved figure grows to hold it (long method names)
+    legend = fig.legend(list(handles.values()), list(handles.keys()), loc="center left",
+                        bbox_to_anchor=(1.0, 0.5), title="method (mean ± std)")
     tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", bbox_extra_artists=(legend,))
     plt.close(fig)
     os.replace(tmp, path)
 
