@@ -5,7 +5,8 @@ GEMV loop, on real data first.
 
 The data table (default): for each ``--data`` set (:mod:`dalcore.bench.data`; by default
 Fashion-MNIST pixels, their PCA-128, the 128-d features of a trained dalcore ConvNet and of the
-DeepCluster backbone, digits, then the synthetic clustered and isotropic sets, labelled as such),
+DeepCluster backbone, 8x8 RGB patches of scikit-learn's two sample photographs and their PCA-128,
+digits, then the synthetic clustered and isotropic sets, labelled as such),
 ours (default path), ours unpruned (``_prune=False``: every row every pick) and the numpy GEMV
 loop, the three interleaved in each of --repeats rounds, medians; same picks asserted. Bytes read
 per pick: ours = (full rows x 4d + projected rows x (4m + 8) + members visited by pruned sweeps
@@ -48,7 +49,8 @@ from .kcenter_peers import PEERS
 
 N_LABELED = 100
 DEFAULT_DATA = ("fashion-mnist,fashion-mnist:pca128,fashion-mnist:convnet,"
-                "fashion-mnist:deepcluster,digits,synthetic-clustered,synthetic-isotropic")
+                "fashion-mnist:deepcluster,photo-patches,photo-patches:pca128,digits,"
+                "synthetic-clustered,synthetic-isotropic")
 QUICK_DATA = "digits,synthetic-clustered,synthetic-isotropic"
 QUICK_ROWS, QUICK_BUDGET = 10_000, 100
 HEADER = ["data", "N", "d", "budget", "m", "ours s", "ours unpruned s", "numpy s",
