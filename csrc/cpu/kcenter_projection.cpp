@@ -14,6 +14,9 @@
 namespace dalcore::cpu::projection {
 namespace {
 
+typedef float v16f __attribute__((vector_size(64)));
+typedef std::int32_t v16i __attribute__((vector_size(64)));
+constexpr int kBlock = 16;  // rows per block of projected_rows
 constexpr double kU = 5.9604644775390625e-08;  // 2^-24, float32 unit roundoff
 constexpr double kU64 = 1.1102230246251565e-16;  // 2^-53
 constexpr double kTiny = 2.350988701644575e-38;  // 2^-125: beyond any flush or rounding of a
@@ -127,6 +130,14 @@ void rounded_basis(const double* basis, const double* mean, std::int64_t m, std:
   }
 }
 
+// Where component j of row i lies in the int8 copy: blocks of 16 rows (block b at
+// b * 16 * stride), in a block groups of 4 components (group g at 64 g), in a group the 4 bytes
+// of each row side by side (row l at 4 l).
+std::size_t coarse_at(std::int64_t stride, std::int64_t i, std::int64_t j) {
+  return static_cast<std::size_t>((i / kBlock) * kBlock * stride + (j / 4) * 64 +
+                                  (i % kBlock) * 4 + j % 4);
+}
+
 // The int8 copy of z (see coarse_skip): s = 2^e, the smallest power of two with 127 s >= max |z|
 // (so |z / s| <= 127 and k fits), k = nearbyint(z / s). Not made (k8 empty) where s^2 would not
 // be a normal float (|z| beyond 2^60 or below 2^-55).
@@ -143,12 +154,17 @@ void make_coarse(ProjectionBound& pb, std::int64_t n) {
   if (e < -55 || e > 60) return;
   const double h = 0.5 * std::ldexp(1.0, e) * std::sqrt(static_cast<double>(pb.stride)) *
                    (1.0 + std::ldexp(1.0, -20));
-  pb.k8.resize(static_cast<std::size_t>(len));
+  if (pb.stride > 64) return;
+  // Blocked by 16 rows (coarse_at; the last block padded with zeros).
+  const std::int64_t nb = (n + kBlock - 1) / kBlock;
+  pb.k8.assign(static_cast<std::size_t>(nb * kBlock * pb.stride), 0);
 #pragma omp parallel for schedule(static)
-  for (std::int64_t i = 0; i < len; ++i) {
-    const float k = std::nearbyint(std::ldexp(pb.z[i], -e));  // the quotient is exact
-    pb.k8[i] = static_cast<std::int8_t>(k);
-  }
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < pb.stride; ++j) {
+      // the quotient is exact (a power of two; a subnormal one within 2^-149)
+      const float k = std::nearbyint(std::ldexp(pb.z[static_cast<std::size_t>(i * pb.stride + j)], -e));
+      pb.k8[coarse_at(pb.stride, i, j)] = static_cast<std::int8_t>(k);
+    }
   pb.s2 = static_cast<float>(std::ldexp(1.0, 2 * e));
   pb.h = round_up(h);
   pb.eps_max = round_up(static_cast<double>(emax) + h);
@@ -218,9 +234,6 @@ ProjectionBound make_bound(const float* x, std::int64_t n, std::int64_t d, const
 
 namespace {
 
-typedef float v16f __attribute__((vector_size(64)));
-typedef std::int32_t v16i __attribute__((vector_size(64)));
-constexpr int kBlock = 16;  // rows per block of projected_rows
 
 // The 16 lane sums of acc[0..16), lane p of the result = the sum of acc[p]'s lanes: a transposed
 // pairwise tree (each step folds every vector in half and packs two vectors into one), 15 adds
@@ -261,16 +274,7 @@ template <class V>
   return v;
 }
 
-// a - b for 16 int8 values each, widened to int32 (a loop the compiler vectorises with sign
-// extensions: GCC 12 scalarises __builtin_convertvector from int8).
-[[gnu::always_inline]] inline v16i diff16(const std::int8_t* a, const std::int8_t* b) {
-  std::int32_t t[kBlock];
-  for (int l = 0; l < kBlock; ++l)
-    t[l] = static_cast<std::int32_t>(a[l]) - static_cast<std::int32_t>(b[l]);
-  v16i v;
-  std::memcpy(&v, t, sizeof(v));
-  return v;
-}
+typedef std::uint32_t v16u __attribute__((vector_size(64)));
 
 // The skip test of 16 rows from their 16 squared distances q (the operations of skip(), as
 // loops over 16 lanes the compiler vectorises), eps_i from `eps` (null: the constant eps_i).
@@ -320,25 +324,29 @@ template <class V>
   return lanes_to_read(lane_sums(acc), min_d + i0, pb.eps.data() + i0, 0.0f, ec, pb);
 }
 
-// The coarse test of rows [i0, i0 + 16) (coarse_skip): the exact integer squared distances
-// of their int8 copies, 16 at once, scaled by s^2.
+// The coarse test of rows [i0, i0 + 16), i0 a multiple of 16 (coarse_skip): the exact integer
+// squared distances of their int8 copies (blocked: the 16 rows' components j .. j + 3 in one
+// 64-byte vector, 4 bytes per row, taken apart by shifts), 16 rows per vector, in float: the differences (|.| <= 254), their squares and sums (at most
+// 32 * 254^2 < 2^24) are integers below 2^24, so every float operation is exact; scaled by s^2.
 [[gnu::always_inline]] inline std::uint32_t coarse_reads(const ProjectionBound& pb,
-                                                         std::int64_t i0, const std::int8_t* kc,
+                                                         std::int64_t i0, const float* kc,
                                                          float ec_h, const float* min_d) {
   const std::int64_t stride = pb.stride;
-  v16i acc[kBlock];
-  for (int p = 0; p < kBlock; ++p) {
-    const std::int8_t* ki = pb.k8.data() + (i0 + p) * stride;
-    v16i a = diff16(ki, kc);
-    a = a * a;
-    for (std::int64_t k = kBlock; k < stride; k += kBlock) {
-      const v16i t = diff16(ki + k, kc + k);
-      a += t * t;
+  const std::int8_t* kb = pb.k8.data() + i0 * stride;  // block i0 / 16: stride x 16 values
+  v16f acc[4] = {};  // four chains (exact sums: the order does not matter)
+  for (std::int64_t j = 0; j < stride; j += 4) {
+    v16u w;  // lane l: components j .. j + 3 of row i0 + l, one byte each
+    std::memcpy(&w, kb + j * kBlock, sizeof(w));
+    const v16i c[4] = {reinterpret_cast<v16i>(w << 24) >> 24,
+                       reinterpret_cast<v16i>(w << 16) >> 24,
+                       reinterpret_cast<v16i>(w << 8) >> 24, reinterpret_cast<v16i>(w) >> 24};
+    for (int u = 0; u < 4; ++u) {
+      const v16f t = __builtin_convertvector(c[u], v16f) - kc[j + u];
+      acc[u] += t * t;
     }
-    acc[p] = a;
   }
-  const v16f q8 = __builtin_convertvector(lane_sums(acc), v16f) * pb.s2;
-  return lanes_to_read(q8, min_d + i0, nullptr, pb.eps_max, ec_h, pb);
+  const v16f q8 = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  return lanes_to_read(q8 * pb.s2, min_d + i0, nullptr, pb.eps_max, ec_h, pb);
 }
 
 // Rows [begin, end): the arg-max of min_d (centres excluded; lowest index on ties), 16 lanes
@@ -394,7 +402,7 @@ template <class V>
   constexpr int kList = 1 << 11;
   std::int64_t rows[kList], fine[kList];  // rows to read in full; rows for the float32 test
   int nr = 0, nf = 0;
-  std::int64_t n_full = 0, n_fine = 0;
+  std::int64_t n_full = 0, n_fine = 0, n_coarse = 0;
   auto prefetch = [](const void* p, std::int64_t bytes) {
     const char* b = static_cast<const char*>(p);
     for (std::int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(b + off);
@@ -430,11 +438,17 @@ template <class V>
   };
   std::int64_t i0 = begin;
   if (coarse) {
-    const std::int8_t* kc = pb.k8.data() + c * stride;
+    float kc[64];  // the centre's int8 copy, as floats (stride <= 64 when there is a copy)
+    for (std::int64_t j = 0; j < stride; ++j) kc[j] = pb.k8[coarse_at(stride, c, j)];
     const float ec_h = ec + pb.h;  // rounded, covered as skip()'s right-hand side
+    // the rows before the first block boundary, one by one
+    for (; i0 < end && i0 % kBlock != 0; ++i0)
+      if (min_d[i0] >= 0.0f) add_fine(i0);
+    const std::int64_t first = i0;
     for (; i0 + kBlock <= end; i0 += kBlock)
       for (std::uint32_t bits = coarse_reads(pb, i0, kc, ec_h, min_d); bits; bits &= bits - 1)
         add_fine(i0 + __builtin_ctz(bits));
+    n_coarse = i0 - first;
   } else {
     for (; i0 + kBlock <= end; i0 += kBlock)
       for (std::uint32_t bits = block_reads(pb, i0, zc, ec, min_d); bits; bits &= bits - 1)
@@ -447,7 +461,7 @@ template <class V>
   drain_rows();
   count.full += n_full;
   count.projected += n_fine;
-  count.coarse += coarse ? i0 - begin : 0;
+  count.coarse += n_coarse;
   return range_argmax(min_d, begin, end);
 }
 
