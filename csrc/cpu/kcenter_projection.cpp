@@ -72,7 +72,24 @@ template <int M>
       for (std::int64_t j = 0; j < mm; ++j) zi[j] = 0.0f;
     }
     float acc[P][M > 0 ? M : 1];
-    if constexpr (M > 0) {
+    if constexpr (M > 0 && M % 16 == 0) {
+      // explicit vectors of 16 (the loop form below got shuffled across k by GCC 12): the
+      // same operations per element, in the same order
+      constexpr int V = M / 16;
+      v16f av[P][V];
+      for (int p = 0; p < P; ++p)
+        for (int v = 0; v < V; ++v) av[p][v] = v16f{};
+      for (std::int64_t k = 0; k < d; ++k) {
+        v16f row[V];
+        std::memcpy(row, pt + k * M, sizeof(row));
+        for (int p = 0; p < P; ++p) {
+          const float a = buf[p * d + k];
+          for (int v = 0; v < V; ++v) av[p][v] += a * row[v];
+        }
+      }
+      for (std::int64_t p = 0; p < np; ++p)
+        std::memcpy(z + (i0 + p) * stride, av[p], sizeof(av[p]));
+    } else if constexpr (M > 0) {
       for (int p = 0; p < P; ++p)
         for (int j = 0; j < M; ++j) acc[p][j] = 0.0f;
       for (std::int64_t k = 0; k < d; ++k) {
