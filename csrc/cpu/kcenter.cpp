@@ -894,22 +894,23 @@ void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::i
     require(min_d[static_cast<std::size_t>(l)] >= 0.0f, "labeled: contains duplicated index ", l);
     min_d[static_cast<std::size_t>(l)] = kCenter;
   }
-  std::vector<std::int64_t> nearest;
-  if (n_labeled > 0) {
-    nearest.assign(static_cast<std::size_t>(n), 0);
-    // The unpruned path is the plain one: every distance exact, no screening either (the tests
-    // compare the two paths pick for pick).
-    init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data(), opts.prune);
-  }
-  const bool want_radius = radius != nullptr;
-  if (opts.stats) *opts.stats = KCenterStats{};
-  double r;
   // Below 2^20 floats (4 MiB: the pool stays in cache) the plain pass is the fastest: the
   // pruned bookkeeping and its fork/joins cost more than they save (digits, 1,797 x 64, 1000
   // picks: pruned 3x slower than plain on a loaded 2-core machine). A projection, when given,
   // is still used, and prune_small forces the pruned path (tests).
   const bool small =
       n * d < (std::int64_t{1} << 20) && opts.projection.m == 0 && !opts.prune_small;
+  std::vector<std::int64_t> nearest;
+  if (n_labeled > 0) {
+    nearest.assign(static_cast<std::size_t>(n), 0);
+    // The unpruned path is the plain one: every distance exact, no screening either (the tests
+    // compare the two paths pick for pick); a small pool takes the plain path all through.
+    init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data(),
+                 opts.prune && !small);
+  }
+  const bool want_radius = radius != nullptr;
+  if (opts.stats) *opts.stats = KCenterStats{};
+  double r;
   if (opts.prune && !small) {
     const KCenterProjection& p = opts.projection;
     ProjectionBound pb;
