@@ -195,6 +195,8 @@ def test_unknown_bench_refused():
     ({"kind": "resnet"}, "kind"), ({"kind": "deepcluster", "epochs": 0}, "epochs"),
     ({"kind": "deepcluster", "epochs": 2.5}, "epochs"), ({"kind": "convnet", "epochs": True},
                                                          "epochs"),
+    ({"kind": "deepcluster", "subset": 0}, "subset"),
+    ({"kind": "deepcluster", "subset": 1000.5}, "subset"),
 ])
 def test_network_features_refuse_bad_arguments(tmp_path, kwargs, name):
     from dalcore.bench.features import network_features
@@ -244,3 +246,47 @@ def test_without_torch_the_network_rows_are_skipped_with_a_line():
     assert "# skipped: fashion-mnist:convnet (needs torch, which is not installed)" in r.stdout
     rows = table_rows(r.stdout, "| data | N |")
     assert [row["data"] for row in rows] == ["digits", "synthetic-isotropic"]
+
+
+def _find_window(images: list, patch: np.ndarray) -> set:
+    """Every (image, top, left) whose 8 x 8 x 3 window equals ``patch`` (uint8), by brute
+    force over all positions of both photographs."""
+    found = set()
+    for k, im in enumerate(images):
+        h, w = im.shape[0] - 7, im.shape[1] - 7
+        hit = np.ones((h, w), dtype=bool)
+        for a in range(8):
+            for b in range(8):
+                hit &= (im[a:a + h, b:b + w] == patch[a, b]).all(axis=2)
+        found.update((k, int(t), int(c)) for t, c in zip(*np.nonzero(hit)))
+    return found
+
+
+def test_photo_patches_are_seeded_sub_windows_of_the_two_photographs():
+    from sklearn.datasets import load_sample_images
+
+    from dalcore.bench.data import load, photo_patches
+
+    x = load("photo-patches").x
+    assert x.shape == (60_000, 192) and x.dtype == np.float32
+    np.testing.assert_array_equal(x, photo_patches())  # deterministic
+    assert not np.array_equal(x[:100], photo_patches(100, seed=1))  # the seed matters
+    images = [np.asarray(im) for im in load_sample_images().images]  # independent copy
+    rng = np.random.default_rng(7)
+    both = set()
+    for i in rng.choice(len(x), size=8, replace=False):
+        pix = np.rint(x[i].astype(np.float64) * 255.0)
+        np.testing.assert_allclose(pix / 255.0, x[i], rtol=1e-6)
+        where = _find_window(images, pix.astype(np.uint8).reshape(8, 8, 3))
+        assert where, f"row {i} is no 8 x 8 window of the sample photographs"
+        both.update(k for k, _, _ in where)
+    assert both == {0, 1}  # windows of both photographs
+    # the PCA view: the patches centred and projected on their top 128 principal directions,
+    # against scikit-learn's PCA (row norms: invariant to the basis chosen within the span)
+    from sklearn.decomposition import PCA
+
+    p = load("photo-patches:pca128").x
+    ref = PCA(n_components=128, svd_solver="full").fit_transform(x.astype(np.float64))
+    assert p.shape == ref.shape == (60_000, 128)
+    np.testing.assert_allclose(np.linalg.norm(p, axis=1), np.linalg.norm(ref, axis=1),
+                               rtol=1e-3, atol=1e-4)

@@ -71,6 +71,7 @@ py::tuple kcenter_cpu(const py::array& features, std::int64_t budget, const py::
   st["projected_rows"] = stats.projected_rows;
   st["visited"] = stats.visited;
   st["dense_picks"] = stats.dense_picks;
+  st["coarse_rows"] = stats.coarse_rows;
   return py::make_tuple(out, radius, st);
 }
 

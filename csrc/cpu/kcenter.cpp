@@ -30,16 +30,19 @@
 // |z_i - z_c| (every rounding of z and of both squared distances accounted for) proves that
 // fl(|x_i - x_c|^2) >= min_d[i]: the plain pass would not update it either, so min-distances and
 // picks stay bit-identical. Pixels and their projections (where the triangle inequality fails)
-// then read z for every point and the full row for a few percent of them.
+// then read z for every point and the full row for a few percent of them; the full passes read
+// an int8 copy of z for every point (16 rows at a time, exact integer distances, its rounding
+// folded into the bound), z for the few it cannot clear, the full row for fewer still.
 //
 // Full passes run on one thread or on all, whichever their measured wall times favour
 // (kcenter_pass_threads.h: on a shared machine a fork/join per pick can wait a time slice for a
 // descheduled thread); the picks do not depend on it.
 //
-// Hand-overs: when the pruned sweeps visit over half the candidates for 4 picks in a row, the
-// remaining picks are full passes (through the projection when there is one: one thread below
-// 2^22 floats of it; the plain pass once the projection reads over half the rows in full for 4
-// passes). Pools below 2^20 floats (in cache) take the plain pass from the start.
+// Hand-overs: when the pruned sweeps visit over half the candidates for 4 picks in a row (or,
+// without a projection, the first sweep visits 90 % of them), the remaining picks are full
+// passes (through the projection when there is one; the plain pass once the projection reads
+// over half the rows in full for 4 passes). Pools below 2^20 floats (in cache) take the plain
+// pass from the start.
 //
 // The row loops are compiled for AVX-512, AVX2 and baseline x86-64 (GCC function
 // multiversioning, chosen at run time) so the binary stays portable.
@@ -274,11 +277,17 @@ void screened_rows(const float* x, std::int64_t d, std::int64_t begin, std::int6
     for (int p = 0; p < P; ++p) {
       const std::int64_t i = i0 + std::min<std::int64_t>(p, np - 1);
       float* r = xc + p * d;
-      float q = 0.0f;
-      for (std::int64_t k = 0; k < d; ++k) {
+      for (std::int64_t k = 0; k < d; ++k)
         r[k] = x[i * d + k] - sc.mean[static_cast<std::size_t>(k)];
-        q += r[k] * r[k];
-      }
+      // |x'|^2 in 16 lanes (one dependent chain of d additions cost 10 ms on 60,000 x 128);
+      // any order is within the screening bound, which covers d + 16 roundings
+      float lane[16] = {};
+      std::int64_t k = 0;
+      for (; k + 16 <= d; k += 16)
+        for (int l = 0; l < 16; ++l) lane[l] += r[k + l] * r[k + l];
+      for (int l = 0; k < d; ++k, ++l) lane[l] += r[k] * r[k];
+      float q = 0.0f;
+      for (int l = 0; l < 16; ++l) q += lane[l];
       rx2[p] = q;
       rx[p] = std::sqrt(q);
     }
@@ -443,14 +452,14 @@ std::int64_t sweep_members(const float* x, std::int64_t d, const float* xc, floa
                            std::vector<ArgMax>& movers, ArgMax& best,
                            std::int64_t& rows_read) {
   std::int64_t w = 0, nr = 0;
-  const float* zc = pb ? pb->z.data() + c * pb->m : nullptr;
+  const float* zc = pb ? pb->z.data() + c * pb->stride : nullptr;
   const float ec = pb ? pb->eps[static_cast<std::size_t>(c)] : 0.0f;
   for (std::int64_t u = 0; u < count; ++u) {
     const std::int64_t i = members[u];
     const float m = min_d[i];
     if (m < 0.0f) continue;
     if (kcenter_ops::group_unaffected(dac2, m) ||
-        (pb && projection::skip(sq_dist(pb->z.data() + i * pb->m, zc, pb->m), m,
+        (pb && projection::skip(sq_dist(pb->z.data() + i * pb->stride, zc, pb->stride), m,
                                 pb->eps[static_cast<std::size_t>(i)], ec, pb->factor,
                                 pb->abs_slack, pb->abs_q))) {
       members[w++] = i;  // w <= u: never ahead of the reads
@@ -780,7 +789,7 @@ ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const Projectio
     threads.plain.stop();
     return best;
   }
-  std::int64_t full = 0, proj = 0;
+  std::int64_t full = 0, proj = 0, coarse = 0;
   // A pass through the projection is short (N (m + 2) floats): on a loaded machine a fork/join
   // costs more than it saves (a descheduled thread holds the join for a time slice: 2 threads ran
   // 10x slower than one on 20,000 x 784 pixels, m = 32, at load 4 on 2 cores), on a quiet one
@@ -794,12 +803,15 @@ ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const Projectio
     full += rc.full;
 #pragma omp atomic
     proj += rc.projected;
+#pragma omp atomic
+    coarse += rc.coarse;
     return a;
   });
   threads.proj.stop();
   if (stats) {
     stats->full_rows += full;
     stats->projected_rows += proj;
+    stats->coarse_rows += coarse;
   }
   *full_rows = full;
   return best;
@@ -863,6 +875,10 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
     const std::int64_t candidates = n - n_labeled - (t + 1);
     streak = sweep_was_dense(st, candidates) ? streak + 1 : 0;
     dense = t + 1 >= kMinPicks && streak >= kDenseStreak;
+    // Without a projection, a first sweep that visits nearly every candidate (isotropic data:
+    // 100 % of them; clustered and trained-network features: 30-35 %, PCA and DeepCluster
+    // features 60-72 %) shows the triangle inequality cannot pay: the plain pass at once.
+    if (t == 0 && !pb && 10 * st.visited() >= 9 * candidates) dense = true;
   }
   if (!want_radius) return -1.0;
   return best.index >= 0 ? std::sqrt(static_cast<double>(std::max(best.value, 0.0f))) : 0.0;
@@ -884,22 +900,23 @@ void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::i
     require(min_d[static_cast<std::size_t>(l)] >= 0.0f, "labeled: contains duplicated index ", l);
     min_d[static_cast<std::size_t>(l)] = kCenter;
   }
-  std::vector<std::int64_t> nearest;
-  if (n_labeled > 0) {
-    nearest.assign(static_cast<std::size_t>(n), 0);
-    // The unpruned path is the plain one: every distance exact, no screening either (the tests
-    // compare the two paths pick for pick).
-    init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data(), opts.prune);
-  }
-  const bool want_radius = radius != nullptr;
-  if (opts.stats) *opts.stats = KCenterStats{};
-  double r;
   // Below 2^20 floats (4 MiB: the pool stays in cache) the plain pass is the fastest: the
   // pruned bookkeeping and its fork/joins cost more than they save (digits, 1,797 x 64, 1000
   // picks: pruned 3x slower than plain on a loaded 2-core machine). A projection, when given,
   // is still used, and prune_small forces the pruned path (tests).
   const bool small =
       n * d < (std::int64_t{1} << 20) && opts.projection.m == 0 && !opts.prune_small;
+  std::vector<std::int64_t> nearest;
+  if (n_labeled > 0) {
+    nearest.assign(static_cast<std::size_t>(n), 0);
+    // The unpruned path is the plain one: every distance exact, no screening either (the tests
+    // compare the two paths pick for pick); a small pool takes the plain path all through.
+    init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data(),
+                 opts.prune && !small);
+  }
+  const bool want_radius = radius != nullptr;
+  if (opts.stats) *opts.stats = KCenterStats{};
+  double r;
   if (opts.prune && !small) {
     const KCenterProjection& p = opts.projection;
     ProjectionBound pb;

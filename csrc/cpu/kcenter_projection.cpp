@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "dalcore/detail/multiversion.h"
@@ -13,6 +14,9 @@
 namespace dalcore::cpu::projection {
 namespace {
 
+typedef float v16f __attribute__((vector_size(64)));
+typedef std::int32_t v16i __attribute__((vector_size(64)));
+constexpr int kBlock = 16;  // rows per block of projected_rows
 constexpr double kU = 5.9604644775390625e-08;  // 2^-24, float32 unit roundoff
 constexpr double kU64 = 1.1102230246251565e-16;  // 2^-53
 constexpr double kTiny = 2.350988701644575e-38;  // 2^-125: beyond any flush or rounding of a
@@ -40,13 +44,15 @@ double orthonormality_defect(const double* basis, std::int64_t m, std::int64_t d
 
 
 // Rows of 4 at a time: c = fl(x_i - mu) (float32), z_i = sum_k c_k pt[k] (float32, k in order;
-// pt = P^T, d x m), c2[i] = fl(sum_k c_k^2). M > 0: m known at compile time (vectorised over
-// the m accumulators); M = 0: any m. `buf` holds 4 * d floats.
+// pt = P^T, d x m), c2[i] = fl(sum_k c_k^2); row i of z starts at z + i * stride (the padding
+// beyond m is left as it is: zeros). M > 0: m known at compile time (vectorised over the m
+// accumulators); M = 0: any m. `buf` holds 4 * d floats.
 template <int M>
 [[gnu::always_inline]] inline void project_rows_t(const float* x, std::int64_t d, std::int64_t m,
-                                                  const float* pt, const float* mu,
-                                                  std::int64_t begin, std::int64_t end,
-                                                  float* z, float* c2, float* buf) {
+                                                  std::int64_t stride, const float* pt,
+                                                  const float* mu, std::int64_t begin,
+                                                  std::int64_t end, float* z, float* c2,
+                                                  float* buf) {
   constexpr int P = 4;
   const std::int64_t mm = M > 0 ? M : m;
   for (std::int64_t i0 = begin; i0 < end; i0 += P) {
@@ -62,11 +68,28 @@ template <int M>
       if (p < np) c2[i0 + p] = q;
     }
     for (std::int64_t p = 0; p < np; ++p) {
-      float* zi = z + (i0 + p) * mm;
+      float* zi = z + (i0 + p) * stride;
       for (std::int64_t j = 0; j < mm; ++j) zi[j] = 0.0f;
     }
     float acc[P][M > 0 ? M : 1];
-    if constexpr (M > 0) {
+    if constexpr (M > 0 && M % 16 == 0) {
+      // explicit vectors of 16 (the loop form below got shuffled across k by GCC 12): the
+      // same operations per element, in the same order
+      constexpr int V = M / 16;
+      v16f av[P][V];
+      for (int p = 0; p < P; ++p)
+        for (int v = 0; v < V; ++v) av[p][v] = v16f{};
+      for (std::int64_t k = 0; k < d; ++k) {
+        v16f row[V];
+        std::memcpy(row, pt + k * M, sizeof(row));
+        for (int p = 0; p < P; ++p) {
+          const float a = buf[p * d + k];
+          for (int v = 0; v < V; ++v) av[p][v] += a * row[v];
+        }
+      }
+      for (std::int64_t p = 0; p < np; ++p)
+        std::memcpy(z + (i0 + p) * stride, av[p], sizeof(av[p]));
+    } else if constexpr (M > 0) {
       for (int p = 0; p < P; ++p)
         for (int j = 0; j < M; ++j) acc[p][j] = 0.0f;
       for (std::int64_t k = 0; k < d; ++k) {
@@ -77,12 +100,12 @@ template <int M>
         }
       }
       for (std::int64_t p = 0; p < np; ++p)
-        for (int j = 0; j < M; ++j) z[(i0 + p) * M + j] = acc[p][j];
+        for (int j = 0; j < M; ++j) z[(i0 + p) * stride + j] = acc[p][j];
     } else {
       for (std::int64_t p = 0; p < np; ++p)
         for (std::int64_t k = 0; k < d; ++k) {
           const float a = buf[p * d + k];
-          float* zi = z + (i0 + p) * m;
+          float* zi = z + (i0 + p) * stride;
           for (std::int64_t j = 0; j < m; ++j) zi[j] += a * pt[k * m + j];
         }
     }
@@ -90,14 +113,15 @@ template <int M>
 }
 
 DALCORE_MULTIVERSION
-void project_rows(const float* x, std::int64_t d, std::int64_t m, const float* pt,
-                  const float* mu, std::int64_t begin, std::int64_t end, float* z, float* c2,
-                  float* buf) {
+void project_rows(const float* x, std::int64_t d, std::int64_t m, std::int64_t stride,
+                  const float* pt, const float* mu, std::int64_t begin, std::int64_t end,
+                  float* z, float* c2, float* buf) {
   switch (m) {
-    case 8: return project_rows_t<8>(x, d, m, pt, mu, begin, end, z, c2, buf);
-    case 16: return project_rows_t<16>(x, d, m, pt, mu, begin, end, z, c2, buf);
-    case 32: return project_rows_t<32>(x, d, m, pt, mu, begin, end, z, c2, buf);
-    default: return project_rows_t<0>(x, d, m, pt, mu, begin, end, z, c2, buf);
+    case 8: return project_rows_t<8>(x, d, m, stride, pt, mu, begin, end, z, c2, buf);
+    case 16: return project_rows_t<16>(x, d, m, stride, pt, mu, begin, end, z, c2, buf);
+    case 24: return project_rows_t<24>(x, d, m, stride, pt, mu, begin, end, z, c2, buf);
+    case 32: return project_rows_t<32>(x, d, m, stride, pt, mu, begin, end, z, c2, buf);
+    default: return project_rows_t<0>(x, d, m, stride, pt, mu, begin, end, z, c2, buf);
   }
 }
 
@@ -123,6 +147,46 @@ void rounded_basis(const double* basis, const double* mean, std::int64_t m, std:
   }
 }
 
+// Where component j of row i lies in the int8 copy: blocks of 16 rows (block b at
+// b * 16 * stride), in a block groups of 4 components (group g at 64 g), in a group the 4 bytes
+// of each row side by side (row l at 4 l).
+std::size_t coarse_at(std::int64_t stride, std::int64_t i, std::int64_t j) {
+  return static_cast<std::size_t>((i / kBlock) * kBlock * stride + (j / 4) * 64 +
+                                  (i % kBlock) * 4 + j % 4);
+}
+
+// The int8 copy of z (see coarse_skip): s = 2^e, the smallest power of two with 127 s >= max |z|
+// (so |z / s| <= 127 and k fits), k = nearbyint(z / s). Not made (k8 empty) where s^2 would not
+// be a normal float (|z| beyond 2^60 or below 2^-55).
+void make_coarse(ProjectionBound& pb, std::int64_t n) {
+  const std::int64_t len = n * pb.stride;
+  float zmax = 0.0f, emax = 0.0f;
+  for (std::int64_t i = 0; i < len; ++i) zmax = std::max(zmax, std::fabs(pb.z[i]));
+  for (std::int64_t i = 0; i < n; ++i) emax = std::max(emax, pb.eps[i]);
+  int e = 0;
+  if (zmax > 0.0f) {
+    std::frexp(static_cast<double>(zmax) / 127.0, &e);  // 2^(e-1) <= zmax / 127 < 2^e
+    if (std::ldexp(1.0, e - 1) * 127.0 >= zmax) --e;
+  }
+  if (e < -55 || e > 60) return;
+  const double h = 0.5 * std::ldexp(1.0, e) * std::sqrt(static_cast<double>(pb.stride)) *
+                   (1.0 + std::ldexp(1.0, -20));
+  if (pb.stride > 64) return;
+  // Blocked by 16 rows (coarse_at; the last block padded with zeros).
+  const std::int64_t nb = (n + kBlock - 1) / kBlock;
+  pb.k8.assign(static_cast<std::size_t>(nb * kBlock * pb.stride), 0);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < pb.stride; ++j) {
+      // the quotient is exact (a power of two; a subnormal one within 2^-149)
+      const float k = std::nearbyint(std::ldexp(pb.z[static_cast<std::size_t>(i * pb.stride + j)], -e));
+      pb.k8[coarse_at(pb.stride, i, j)] = static_cast<std::int8_t>(k);
+    }
+  pb.s2 = static_cast<float>(std::ldexp(1.0, 2 * e));
+  pb.h = round_up(h);
+  pb.eps_max = round_up(static_cast<double>(emax) + h);
+}
+
 }  // namespace
 
 ProjectionBound make_bound(const float* x, std::int64_t n, std::int64_t d, const double* basis,
@@ -137,7 +201,8 @@ ProjectionBound make_bound(const float* x, std::int64_t n, std::int64_t d, const
           delta, ")");
   ProjectionBound pb;
   pb.m = m;
-  pb.z.resize(static_cast<std::size_t>(n * m));
+  pb.stride = (m + 15) / 16 * 16;
+  pb.z.assign(static_cast<std::size_t>(n * pb.stride), 0.0f);
   pb.eps.resize(static_cast<std::size_t>(n));
   // c = fl(x - mu) = (x - mu)(1 + t), |t| <= u per entry, so |c - (x - mu)| <= u |c| / (1 - u);
   // each z_k = fl(P_k . c) is within g_d |P_k| |c| of P_k . c (g_n = n u / (1 - n u), any
@@ -162,8 +227,8 @@ ProjectionBound make_bound(const float* x, std::int64_t n, std::int64_t d, const
     for (std::int64_t b = 0; b < nb; ++b)
       guard.run([&] {
         const std::int64_t i0 = b * kRows, i1 = std::min(n, i0 + kRows);
-        project_rows(x, d, m, pt.data(), mu.data(), i0, i1, pb.z.data(), c2.data() - i0,
-                     buf.data());
+        project_rows(x, d, m, pb.stride, pt.data(), mu.data(), i0, i1, pb.z.data(),
+                     c2.data() - i0, buf.data());
         for (std::int64_t i = i0; i < i1; ++i) {
           const double c = std::sqrt(static_cast<double>(c2[static_cast<std::size_t>(i - i0)]) *
                                      (1.0 + 2.0 * gd));
@@ -174,42 +239,260 @@ ProjectionBound make_bound(const float* x, std::int64_t n, std::int64_t d, const
   guard.rethrow();
   // sq_dist of n terms: 3 roundings per term, ceil(n / 16) lane additions, 4 folds; counted as
   // (n + 8) * 2u. abs_slack, abs_q: flushed or rounded subnormal terms.
-  const double gm = static_cast<double>(m + 8) * 2.0 * kU;
+  const double gm = static_cast<double>(pb.stride + 8) * 2.0 * kU;
   const double gfull = static_cast<double>(d + 8) * 2.0 * kU;
   const double f = (1.0 + gm) * (1.0 + delta) / (1.0 - gfull) * (1.0 + 64.0 * kU);
   pb.factor = round_up(f);
   pb.abs_slack = round_up(static_cast<double>(d + 8) * kTiny);
-  pb.abs_q = round_up(static_cast<double>(m + 8) * kTiny);
+  pb.abs_q = round_up(static_cast<double>(pb.stride + 8) * kTiny);
+  make_coarse(pb, n);
   return pb;
+}
+
+namespace {
+
+
+// The 16 lane sums of acc[0..16), lane p of the result = the sum of acc[p]'s lanes: a transposed
+// pairwise tree (each step folds every vector in half and packs two vectors into one), 15 adds
+// and 30 shuffles for 16 rows instead of 16 horizontal folds.
+template <class V>
+[[gnu::always_inline]] inline V lane_sums(const V* acc) {
+  V t[8], u[4], w[2];
+  for (int i = 0; i < 8; ++i) {
+    const V a = acc[2 * i], b = acc[2 * i + 1];
+    t[i] = __builtin_shuffle(a, b, v16i{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}) +
+           __builtin_shuffle(a, b, v16i{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
+                                        31});
+  }
+  for (int i = 0; i < 4; ++i) {  // t: lanes 0-7 row 2i, 8-15 row 2i + 1
+    const V a = t[2 * i], b = t[2 * i + 1];
+    u[i] = __builtin_shuffle(a, b, v16i{0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26,
+                                        27}) +
+           __builtin_shuffle(a, b, v16i{4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
+                                        31});
+  }
+  for (int i = 0; i < 2; ++i) {  // u: lanes 4k..4k+3 row 4i + k
+    const V a = u[2 * i], b = u[2 * i + 1];
+    w[i] = __builtin_shuffle(a, b, v16i{0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28,
+                                        29}) +
+           __builtin_shuffle(a, b, v16i{2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30,
+                                        31});
+  }
+  // w: lanes 2k, 2k + 1 row 8i + k
+  return __builtin_shuffle(w[0], w[1], v16i{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                            28, 30}) +
+         __builtin_shuffle(w[0], w[1], v16i{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27,
+                                            29, 31});
+}
+
+[[gnu::always_inline]] inline v16f load16(const float* p) {
+  v16f v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+typedef std::uint32_t v16u __attribute__((vector_size(64)));
+
+// The skip test of 16 rows from their 16 squared distances q (the operations of skip(), as
+// loops over 16 lanes the compiler vectorises), eps_i from `eps` (null: the constant eps_i).
+// Returns the mask of the rows to examine further: not a centre (mi >= 0) and not provably
+// skipped (!(q >= ...), so a NaN is examined).
+[[gnu::always_inline]] inline std::uint32_t lanes_to_read(const v16f& q, const float* mi,
+                                                          const float* eps, float eps_i,
+                                                          float eps_c, const ProjectionBound& pb) {
+  float qa[kBlock], r[kBlock];
+  std::int32_t rd[kBlock];
+  std::memcpy(qa, &q, sizeof(qa));
+  if (eps) {
+    for (int l = 0; l < kBlock; ++l)
+      r[l] = __builtin_sqrtf(mi[l] + pb.abs_slack) + (eps[l] + eps_c);
+  } else {
+    for (int l = 0; l < kBlock; ++l)
+      r[l] = __builtin_sqrtf(mi[l] + pb.abs_slack) + (eps_i + eps_c);
+  }
+  for (int l = 0; l < kBlock; ++l)
+    rd[l] = (mi[l] >= 0.0f) & !(qa[l] >= pb.factor * (r[l] * r[l]) + pb.abs_q);
+  std::uint32_t bits = 0;
+  for (int l = 0; l < kBlock; ++l) bits |= static_cast<std::uint32_t>(rd[l]) << l;
+  return bits;
+}
+
+}  // namespace
+
+// Rows [i0, i0 + 16): the projected squared distances of all 16 at once (lane_sums), then the
+// skip test of each (the same operations as skip(), as loops over 16 lanes the compiler
+// vectorises). Returns the mask of the rows whose full features must be read: not a centre
+// (mi >= 0) and not provably skipped (!(q >= ...), so a NaN is read).
+[[gnu::always_inline]] inline std::uint32_t block_reads(const ProjectionBound& pb,
+                                                        std::int64_t i0, const float* zc,
+                                                        float ec, const float* min_d) {
+  const std::int64_t stride = pb.stride;
+  v16f acc[kBlock];
+  for (int p = 0; p < kBlock; ++p) {
+    const float* zi = pb.z.data() + (i0 + p) * stride;
+    v16f a = load16(zi) - load16(zc);
+    a = a * a;
+    for (std::int64_t k = kBlock; k < stride; k += kBlock) {
+      const v16f t = load16(zi + k) - load16(zc + k);
+      a += t * t;
+    }
+    acc[p] = a;
+  }
+  return lanes_to_read(lane_sums(acc), min_d + i0, pb.eps.data() + i0, 0.0f, ec, pb);
+}
+
+// The coarse test of rows [i0, i0 + 16), i0 a multiple of 16 (coarse_skip): the exact integer
+// squared distances of their int8 copies (blocked: the 16 rows' components j .. j + 3 in one
+// 64-byte vector, 4 bytes per row, taken apart by shifts), 16 rows per vector, in float: the differences (|.| <= 254), their squares and sums (at most
+// 32 * 254^2 < 2^24) are integers below 2^24, so every float operation is exact; scaled by s^2.
+[[gnu::always_inline]] inline std::uint32_t coarse_reads(const ProjectionBound& pb,
+                                                         std::int64_t i0, const float* kc,
+                                                         float ec_h, const float* min_d) {
+  const std::int64_t stride = pb.stride;
+  const std::int8_t* kb = pb.k8.data() + i0 * stride;  // block i0 / 16: stride x 16 values
+  v16f acc[4] = {};  // four chains (exact sums: the order does not matter)
+  for (std::int64_t j = 0; j < stride; j += 4) {
+    v16u w;  // lane l: components j .. j + 3 of row i0 + l, one byte each
+    std::memcpy(&w, kb + j * kBlock, sizeof(w));
+    const v16i c[4] = {reinterpret_cast<v16i>(w << 24) >> 24,
+                       reinterpret_cast<v16i>(w << 16) >> 24,
+                       reinterpret_cast<v16i>(w << 8) >> 24, reinterpret_cast<v16i>(w) >> 24};
+    for (int u = 0; u < 4; ++u) {
+      const v16f t = __builtin_convertvector(c[u], v16f) - kc[j + u];
+      acc[u] += t * t;
+    }
+  }
+  const v16f q8 = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  return lanes_to_read(q8 * pb.s2, min_d + i0, nullptr, pb.eps_max, ec_h, pb);
+}
+
+// Rows [begin, end): the arg-max of min_d (centres excluded; lowest index on ties), 16 lanes
+// at a time (a lane keeps its earlier row on ties, the lanes are combined with beats()).
+[[gnu::always_inline]] inline kcenter_ops::ArgMax range_argmax(const float* min_d,
+                                                               std::int64_t begin,
+                                                               std::int64_t end) {
+  kcenter_ops::ArgMax best = kcenter_ops::argmax_none();
+  std::int64_t i0 = begin;
+  if (end - begin >= kBlock) {
+    float bv[kBlock];
+    std::int32_t bi[kBlock];
+    for (int l = 0; l < kBlock; ++l) {
+      bv[l] = -2.0f;
+      bi[l] = -1;
+    }
+    for (; i0 + kBlock <= end; i0 += kBlock) {
+      const float* m = min_d + i0;
+      const auto off = static_cast<std::int32_t>(i0 - begin);
+      for (int l = 0; l < kBlock; ++l) {
+        const bool b = m[l] > bv[l];  // centres (-1) never beat a candidate (>= 0)
+        bv[l] = b ? m[l] : bv[l];
+        bi[l] = b ? off + l : bi[l];
+      }
+    }
+    for (int l = 0; l < kBlock; ++l)
+      if (bi[l] >= 0 && bv[l] >= 0.0f) {
+        const kcenter_ops::ArgMax a{bv[l], begin + bi[l]};
+        if (kcenter_ops::beats(a, best)) best = a;
+      }
+  }
+  for (std::int64_t i = i0; i < end; ++i)
+    if (min_d[i] >= 0.0f && kcenter_ops::beats(kcenter_ops::ArgMax{min_d[i], i}, best))
+      best = kcenter_ops::ArgMax{min_d[i], i};
+  return best;
+}
+
+// Rows [begin, end) (below 2^31 of them), in blocks of 16 rows tested at once: by the coarse
+// copy first where there is one (coarse_reads), the rows it cannot clear by their float32
+// projection (skip(), one row at a time: a few percent of them), the rest by block_reads. The
+// rows to examine next are listed and prefetched as they are found and examined once the
+// list is full or the range is done (the prefetches have landed by then); then the arg-max of
+// the updated min-distances over the range.
+[[gnu::always_inline]] inline kcenter_ops::ArgMax projected_range(
+    const float* x, std::int64_t d, const ProjectionBound& pb, std::int64_t begin,
+    std::int64_t end, std::int64_t c, float* min_d, ReadCount& count) {
+  const std::int64_t stride = pb.stride;
+  const float* zc = pb.z.data() + c * stride;
+  const float* xc = x + c * d;
+  const float ec = pb.eps[static_cast<std::size_t>(c)];
+  const float* eps = pb.eps.data();
+  const bool coarse = !pb.k8.empty();
+  constexpr int kList = 1 << 11;
+  std::int64_t rows[kList], fine[kList];  // rows to read in full; rows for the float32 test
+  int nr = 0, nf = 0;
+  std::int64_t n_full = 0, n_fine = 0, n_coarse = 0;
+  auto prefetch = [](const void* p, std::int64_t bytes) {
+    const char* b = static_cast<const char*>(p);
+    for (std::int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(b + off);
+  };
+  auto drain_rows = [&] {
+    for (int k = 0; k < nr; ++k) {
+      const std::int64_t i = rows[k];
+      const float s = kcenter_ops::sq_dist(x + i * d, xc, d);
+      if (s < min_d[i]) min_d[i] = s;
+    }
+    n_full += nr;
+    nr = 0;
+  };
+  auto add_row = [&](std::int64_t i) {
+    prefetch(x + i * d, d * static_cast<std::int64_t>(sizeof(float)));
+    rows[nr++] = i;
+    if (nr == kList) drain_rows();
+  };
+  auto drain_fine = [&] {
+    for (int k = 0; k < nf; ++k) {
+      const std::int64_t i = fine[k];
+      const float q = kcenter_ops::sq_dist(pb.z.data() + i * stride, zc, stride);
+      if (!skip(q, min_d[i], eps[i], ec, pb.factor, pb.abs_slack, pb.abs_q)) add_row(i);
+    }
+    n_fine += nf;
+    nf = 0;
+  };
+  auto add_fine = [&](std::int64_t i) {
+    prefetch(pb.z.data() + i * stride, stride * static_cast<std::int64_t>(sizeof(float)));
+    __builtin_prefetch(eps + i);
+    fine[nf++] = i;
+    if (nf == kList) drain_fine();
+  };
+  std::int64_t i0 = begin;
+  if (coarse) {
+    float kc[64];  // the centre's int8 copy, as floats (stride <= 64 when there is a copy)
+    for (std::int64_t j = 0; j < stride; ++j) kc[j] = pb.k8[coarse_at(stride, c, j)];
+    const float ec_h = ec + pb.h;  // rounded, covered as skip()'s right-hand side
+    // the rows before the first block boundary, one by one
+    for (; i0 < end && i0 % kBlock != 0; ++i0)
+      if (min_d[i0] >= 0.0f) add_fine(i0);
+    const std::int64_t first = i0;
+    for (; i0 + kBlock <= end; i0 += kBlock)
+      for (std::uint32_t bits = coarse_reads(pb, i0, kc, ec_h, min_d); bits; bits &= bits - 1)
+        add_fine(i0 + __builtin_ctz(bits));
+    n_coarse = i0 - first;
+  } else {
+    for (; i0 + kBlock <= end; i0 += kBlock)
+      for (std::uint32_t bits = block_reads(pb, i0, zc, ec, min_d); bits; bits &= bits - 1)
+        add_row(i0 + __builtin_ctz(bits));
+    n_fine += i0 - begin;
+  }
+  for (std::int64_t i = i0; i < end; ++i)  // the rows after the last block, one by one
+    if (min_d[i] >= 0.0f) add_fine(i);
+  drain_fine();
+  drain_rows();
+  count.full += n_full;
+  count.projected += n_fine;
+  count.coarse += n_coarse;
+  return range_argmax(min_d, begin, end);
 }
 
 DALCORE_MULTIVERSION
 kcenter_ops::ArgMax projected_rows(const float* x, std::int64_t d, const ProjectionBound& pb,
                                    std::int64_t begin, std::int64_t end, std::int64_t c,
                                    float* min_d, ReadCount& count) {
+  constexpr std::int64_t kSpan = std::int64_t{1} << 30;
   kcenter_ops::ArgMax best = kcenter_ops::argmax_none();
-  const std::int64_t m = pb.m;
-  const float* zc = pb.z.data() + c * m;
-  const float* xc = x + c * d;
-  const float ec = pb.eps[static_cast<std::size_t>(c)];
-  const float* eps = pb.eps.data();
-  std::int64_t full = 0;
-  for (std::int64_t i = begin; i < end; ++i) {
-    float mi = min_d[i];
-    if (mi < 0.0f) continue;  // a centre
-    const float q = kcenter_ops::sq_dist(pb.z.data() + i * m, zc, m);
-    if (!skip(q, mi, eps[i], ec, pb.factor, pb.abs_slack, pb.abs_q)) {
-      ++full;
-      const float s = kcenter_ops::sq_dist(x + i * d, xc, d);
-      if (s < mi) {
-        mi = s;
-        min_d[i] = s;
-      }
-    }
-    if (best.index < 0 || mi > best.value) best = kcenter_ops::ArgMax{mi, i};
+  for (std::int64_t b = begin; b < end; b += kSpan) {  // in order: ties keep the lowest index
+    const kcenter_ops::ArgMax a =
+        projected_range(x, d, pb, b, std::min(end, b + kSpan), c, min_d, count);
+    if (kcenter_ops::beats(a, best)) best = a;
   }
-  count.full += full;
-  count.projected += end - begin;
   return best;
 }
 

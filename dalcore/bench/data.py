@@ -8,14 +8,19 @@ fashion-mnist          Fashion-MNIST training images, 60,000 x 784 pixels in [0,
                        Debian's ``/usr/share/datasets/fashion-mnist`` unless ``--data-dir``)
 mnist, kmnist          MNIST / Kuzushiji-MNIST training images from their IDX files (real;
                        ``--data-dir mnist=DIR`` / ``kmnist=DIR``: not shipped with any package)
+photo-patches          8x8 RGB patches of scikit-learn's two sample photographs (china.jpg and
+                       flower.jpg, shipped with scikit-learn: no download), 60,000 random
+                       windows (seeded), d = 192, pixels in [0, 1] (real pixels, but of two
+                       photographs, not of a labelled image data set)
 synthetic-clustered    synthetic: 50 Gaussian clusters on an 8-d subspace of R^128, 50,000 rows
 synthetic-isotropic    synthetic: isotropic Gaussian, 50,000 x 128, rows L2-normalised
 PATH.npy               a float (N, d) array of features saved with numpy.save
 =====================  ==========================================================================
 
-Views of the image sets: ``pixels`` (default), ``pca128`` (the pixels projected on their first
-128 principal components, float64), and for fashion-mnist ``convnet`` and ``deepcluster`` (128-d
-features of dalcore networks, :mod:`dalcore.bench.features`, made once and cached).
+Views of the image sets (and of photo-patches): ``pixels`` (default), ``pca128`` (the pixels
+projected on their first 128 principal components, float64), and for fashion-mnist ``convnet``
+and ``deepcluster`` (128-d features of dalcore networks, :mod:`dalcore.bench.features`, made
+once and cached).
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ import numpy as np
 
 from ._common import BenchError
 
-__all__ = ["BenchData", "IMAGE_SETS", "SYNTHETIC", "add_arguments", "load", "load_all",
-           "parse_data_dirs", "parse_specs"]
+__all__ = ["BenchData", "IMAGE_SETS", "PHOTO_PATCHES", "SYNTHETIC", "add_arguments", "load",
+           "load_all", "parse_data_dirs", "parse_specs", "photo_patches"]
 
 IMAGE_SETS = ("digits", "fashion-mnist", "mnist", "kmnist")
+PHOTO_PATCHES = "photo-patches"
 SYNTHETIC = ("synthetic-clustered", "synthetic-isotropic")
 _VIEWS = {"digits": ("pixels",), "fashion-mnist": ("pixels", "pca128", "convnet", "deepcluster"),
-          "mnist": ("pixels", "pca128"), "kmnist": ("pixels", "pca128")}
+          "mnist": ("pixels", "pca128"), "kmnist": ("pixels", "pca128"),
+          PHOTO_PATCHES: ("pixels", "pca128")}
 _DESCRIPTION = {
     "pixels": "pixels in [0, 1]", "pca128": "pixels projected on their first 128 principal "
     "components", "convnet": "128-d features of a dalcore ConvNet (cpu preset) trained on 200 "
@@ -69,7 +76,8 @@ def parse_specs(text: str) -> list[str]:
             continue
         if name not in _VIEWS:
             raise BenchError(f"--data: unknown data set {name!r}; expected one of "
-                             f"{', '.join(IMAGE_SETS + SYNTHETIC)} or a .npy file")
+                             f"{', '.join(IMAGE_SETS + (PHOTO_PATCHES,) + SYNTHETIC)} or a "
+                             ".npy file")
         if view and view not in _VIEWS[name]:
             raise BenchError(f"--data: {name} has no view {view!r}; expected one of "
                              f"{', '.join(_VIEWS[name])}")
@@ -159,6 +167,54 @@ def synthetic(kind: str, n: int = 50_000, d: int = 128, seed: int = 0) -> np.nda
     return (z @ basis + 0.05 * rng.standard_normal((n, d))).astype(np.float32)
 
 
+PATCH = 8  # photo-patches: side of a window
+PATCH_ROWS = 60_000
+
+
+def photo_patch_windows(n: int = PATCH_ROWS, seed: int = 0) -> tuple[list[np.ndarray],
+                                                                    np.ndarray]:
+    """(images, windows): scikit-learn's two sample photographs (uint8, H x W x 3) and n seeded
+    random windows, rows (image, top, left), each image drawn with equal probability and the
+    window uniformly among its positions."""
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError:
+        raise Missing("photo-patches (needs scikit-learn, which is not installed)") from None
+    images = [np.asarray(im, dtype=np.uint8) for im in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(images), size=n)
+    heights = np.array([im.shape[0] - PATCH + 1 for im in images])
+    widths = np.array([im.shape[1] - PATCH + 1 for im in images])
+    top = (rng.random(n) * heights[which]).astype(np.int64)
+    left = (rng.random(n) * widths[which]).astype(np.int64)
+    return images, np.stack([which, top, left], axis=1)
+
+
+def photo_patches(n: int = PATCH_ROWS, seed: int = 0) -> np.ndarray:
+    """(n, 192) float32: the windows of photo_patch_windows, each flattened in (row, column,
+    channel) order, pixels / 255."""
+    images, win = photo_patch_windows(n, seed)
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = np.empty((n, PATCH * PATCH * 3), dtype=np.float32)
+    for k, im in enumerate(images):
+        views = sliding_window_view(im, (PATCH, PATCH), axis=(0, 1))  # H', W', 3, 8, 8
+        rows = np.flatnonzero(win[:, 0] == k)
+        w = views[win[rows, 1], win[rows, 2]].transpose(0, 2, 3, 1)  # n_k, 8, 8, 3
+        x[rows] = w.reshape(len(rows), -1)
+    return x / np.float32(255.0)
+
+
+def _photo_set(view: str) -> BenchData:
+    x = photo_patches()
+    what = "pixels in [0, 1]" if view == "pixels" else _DESCRIPTION[view]
+    label = PHOTO_PATCHES if view == "pixels" else f"{PHOTO_PATCHES}:{view}"
+    return BenchData(label, f"8x8 RGB patches of scikit-learn's two sample photographs "
+                     f"(china.jpg, flower.jpg), {PATCH_ROWS:,} seeded random windows, {what} "
+                     "(real pixels of two photographs, not a labelled image data set)",
+                     pca128(x) if view == "pca128" else x)
+
+
 def _npy(spec: str) -> BenchData:
     try:
         x = np.load(spec, allow_pickle=False)
@@ -174,7 +230,7 @@ def _npy(spec: str) -> BenchData:
 
 
 def _image_set(name: str, view: str, dirs: dict[str, str], cache: Optional[str],
-               epochs: Optional[int]) -> BenchData:
+               epochs: Optional[int], subset: Optional[int] = None) -> BenchData:
     if name == "digits":
         try:
             from sklearn.datasets import load_digits
@@ -191,22 +247,27 @@ def _image_set(name: str, view: str, dirs: dict[str, str], cache: Optional[str],
         from .features import network_features
 
         _, y = _idx_pixels(name, dirs.get(name))
-        x = network_features(view, dirs.get(name), cache=cache, epochs=epochs)
+        x = network_features(view, dirs.get(name), cache=cache, epochs=epochs,
+                             subset=subset if view == "deepcluster" else None)
     else:
         x, y = _idx_pixels(name, dirs.get(name))
         if view == "pca128":
             x = pca128(x)
     label = f"{name}:{view}" if view != "pixels" else name
     what = _DESCRIPTION[view]
-    if view == "deepcluster" and epochs is not None:
-        what += f", {epochs} pre-training epochs"
+    if view == "deepcluster":
+        what += f", {epochs or 20} pre-training epochs"
+        if subset:
+            what += (f" on a class-blind random {subset:,}-image subset (features of all "
+                     f"{x.shape[0]:,} images)")
     return BenchData(label, f"{name} training images, {what} (real)",
                      np.ascontiguousarray(x), y)
 
 
 def load(spec: str, *, dirs: Optional[dict[str, str]] = None, cache: Optional[str] = None,
          max_rows: Optional[int] = None, seed: int = 0,
-         deepcluster_epochs: Optional[int] = None) -> BenchData:
+         deepcluster_epochs: Optional[int] = None,
+         deepcluster_subset: Optional[int] = None) -> BenchData:
     """The data set of one spec; with ``max_rows``, a seeded random subset of that many rows
     (in index order). BenchError when it cannot be had (the message says why)."""
     if spec.endswith(".npy"):
@@ -218,7 +279,11 @@ def load(spec: str, *, dirs: Optional[dict[str, str]] = None, cache: Optional[st
         data = BenchData(spec, f"synthetic: {kind}, {n} x 128", synthetic(spec, n))
     else:
         name, _, view = spec.partition(":")
-        data = _image_set(name, view or "pixels", dirs or {}, cache, deepcluster_epochs)
+        if name == PHOTO_PATCHES:
+            data = _photo_set(view or "pixels")
+        else:
+            data = _image_set(name, view or "pixels", dirs or {}, cache, deepcluster_epochs,
+                              deepcluster_subset)
     if max_rows is not None and data.x.shape[0] > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(data.x.shape[0], max_rows,
                                                           replace=False))
@@ -230,13 +295,14 @@ def load(spec: str, *, dirs: Optional[dict[str, str]] = None, cache: Optional[st
 
 def add_arguments(ap: Any, default_help: str) -> None:
     """The data options every bench shares: --data, --data-dir, --cache-dir,
-    --deepcluster-epochs."""
+    --deepcluster-epochs, --deepcluster-subset."""
     from ._common import positive_int
 
     ap.add_argument("--data", default=None,
                     help="comma-separated data sets, NAME[:VIEW] or a .npy file (digits, "
                     "fashion-mnist[:pca128|convnet|deepcluster], mnist[:pca128], "
-                    "kmnist[:pca128], synthetic-clustered, synthetic-isotropic; see "
+                    "kmnist[:pca128], photo-patches[:pca128], synthetic-clustered, "
+                    "synthetic-isotropic; see "
                     f"dalcore.bench.data). {default_help}")
     ap.add_argument("--data-dir", action="append", metavar="[NAME=]DIR",
                     help="folder of an image set's IDX files (repeatable; fashion-mnist "
@@ -247,6 +313,9 @@ def add_arguments(ap: Any, default_help: str) -> None:
     ap.add_argument("--deepcluster-epochs", type=positive_int, default=None,
                     help="DeepCluster pre-training epochs of the deepcluster view (default: the "
                     "cpu preset's 20)")
+    ap.add_argument("--deepcluster-subset", type=positive_int, default=None,
+                    help="pre-train DeepCluster on a class-blind random subset of this many "
+                    "training images (features still of all; default: all)")
 
 
 def load_all(args: Any, default: str, max_rows: Optional[int]) -> Iterator[BenchData]:
@@ -258,7 +327,8 @@ def load_all(args: Any, default: str, max_rows: Optional[int]) -> Iterator[Bench
         for spec in specs:
             try:
                 yield load(spec, dirs=dirs, cache=args.cache_dir, max_rows=max_rows,
-                           deepcluster_epochs=args.deepcluster_epochs)
+                           deepcluster_epochs=args.deepcluster_epochs,
+                           deepcluster_subset=getattr(args, "deepcluster_subset", None))
             except Missing as e:
                 print(f"# skipped: {e}", flush=True)
 

@@ -5,11 +5,13 @@ GEMV loop, on real data first.
 
 The data table (default): for each ``--data`` set (:mod:`dalcore.bench.data`; by default
 Fashion-MNIST pixels, their PCA-128, the 128-d features of a trained dalcore ConvNet and of the
-DeepCluster backbone, digits, then the synthetic clustered and isotropic sets, labelled as such),
+DeepCluster backbone, 8x8 RGB patches of scikit-learn's two sample photographs and their PCA-128,
+digits, then the synthetic clustered and isotropic sets, labelled as such),
 ours (default path), ours unpruned (``_prune=False``: every row every pick) and the numpy GEMV
 loop, the three interleaved in each of --repeats rounds, medians; same picks asserted. Bytes read
-per pick: ours = (full rows x 4d + projected rows x (4m + 8) + members visited by pruned sweeps
-x 12) / picks (counted by the kernel in an extra untimed run); numpy = N (4d + 16). GB/s = bytes
+per pick: ours = (full rows x 4d + projected rows x (4s + 8) + rows tested on the int8 copy x
+(s + 4) + members visited by pruned sweeps x 12) / picks, s = m rounded up to 16 (counted by the
+kernel in an extra untimed run); numpy = N (4d + 16). GB/s = bytes
 per pick / time per pick; %bw against the read bandwidth measured in the same run (all cores).
 ``--large N`` adds N x 128 (Fashion-MNIST PCA-128 rows repeated with 1 % noise): time per pick
 and peak memory, in a child process.
@@ -48,7 +50,8 @@ from .kcenter_peers import PEERS
 
 N_LABELED = 100
 DEFAULT_DATA = ("fashion-mnist,fashion-mnist:pca128,fashion-mnist:convnet,"
-                "fashion-mnist:deepcluster,digits,synthetic-clustered,synthetic-isotropic")
+                "fashion-mnist:deepcluster,photo-patches,photo-patches:pca128,digits,"
+                "synthetic-clustered,synthetic-isotropic")
 QUICK_DATA = "digits,synthetic-clustered,synthetic-isotropic"
 QUICK_ROWS, QUICK_BUDGET = 10_000, 100
 HEADER = ["data", "N", "d", "budget", "m", "ours s", "ours unpruned s", "numpy s",
@@ -85,8 +88,9 @@ def bench_one(name: str, x: np.ndarray, budget: int, repeats: int, bw: float) ->
         raise RuntimeError(f"kcenter bench, {name}: the default path and the plain pass picked "
                            "differently")
     m = _projection_width(x)
-    ours_bytes = (st["full_rows"] * 4 * d + st["projected_rows"] * (4 * m + 8)
-                  + st["visited"] * 12) / b
+    stride = -(-m // 16) * 16  # the projection's rows are padded to 16 floats
+    ours_bytes = (st["full_rows"] * 4 * d + st["projected_rows"] * (4 * stride + 8)
+                  + st.get("coarse_rows", 0) * (stride + 4) + st["visited"] * 12) / b
     np_bytes = n * (4 * d + 16)
     ours_bw, np_bw = ours_bytes / (med["ours"] / b), np_bytes / (med["numpy"] / b)
     return [name, n, d, b, m, med["ours"], med["unpruned"], med["numpy"],

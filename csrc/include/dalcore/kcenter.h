@@ -40,9 +40,11 @@ struct KCenterProjection {
 };
 
 // Work done by one call (for the benches): rows whose d features were read by the picks, rows
-// whose projection was read, members visited by the pruned sweeps, picks made by the full pass.
+// whose float32 projection was read, members visited by the pruned sweeps, picks made by the
+// full pass, rows whose int8 copy of the projection was read (the full passes' first test).
 struct KCenterStats {
   std::int64_t full_rows = 0, projected_rows = 0, visited = 0, dense_picks = 0;
+  std::int64_t coarse_rows = 0;
 };
 
 struct KCenterOptions {

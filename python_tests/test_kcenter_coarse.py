@@ -1,0 +1,120 @@
+"""The int8 copy of the projection that the full passes of dalcore.kcenter test first
+(csrc/cpu/kcenter_projection.cpp, coarse_skip in kcenter_projection.h): on real data, on data
+built to sit at the bound's margins, on odd sizes and thread counts, the same picks as the
+float64 brute-force greedy and picks and covering radii bit-identical to the plain pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_kcenter_projection import digits, fashion_pixels, labels, pca, same_as_plain
+
+import dalcore
+from dalcore import _core
+from dalcore._kcenter import _kcenter_stats
+
+
+def check_coarse(x, budget, labeled, m):
+    """same_as_plain, and the full passes did test rows on the int8 copy."""
+    stats = same_as_plain(x, budget, labeled, m)
+    assert stats["dense_picks"] > 0, stats
+    assert stats["coarse_rows"] > 0, stats
+    return stats
+
+
+def test_fashion_pca_full_passes_read_the_int8_copy():
+    x = pca(fashion_pixels(12_000, seed=31), 128)
+    lab = labels(len(x), 100, 32)
+    stats = check_coarse(x, 300, lab, 16)
+    # it clears most rows: fewer float32 projections read than int8 rows tested
+    assert stats["projected_rows"] < 0.5 * stats["coarse_rows"]
+
+
+def test_fashion_pixels_default_width():
+    x = fashion_pixels(6000, seed=33)
+    check_coarse(x, 200, labels(len(x), 50, 34), None)  # automatic width, 32 for d = 784
+
+
+@pytest.mark.parametrize("m", [8, 24, 40])
+def test_widths_padded_to_16(m):
+    # z rows are padded to a multiple of 16 floats (zeros): 8 -> 16, 24 -> 32, 40 -> 48
+    x = pca(fashion_pixels(5000, seed=35), 96)
+    check_coarse(x, 150, labels(len(x), 30, 36), m)
+
+
+def test_quantisation_at_its_coarsest():
+    # One huge row sets the int8 scale: every other row's projection rounds to a handful of
+    # integer steps (coarse bound loose, the float32 test and the full rows must take over).
+    x = pca(fashion_pixels(6000, seed=38), 64)
+    x[17] *= 200.0
+    check_coarse(x, 200, labels(len(x), 20, 39), 16)
+
+
+def test_points_at_half_steps_of_the_int8_grid(rng):
+    # Data inside the projected subspace on a grid of half-integer steps of the int8 scale: the
+    # quantisation errors are all exactly +-0.5 step (the worst case h covers), and distances
+    # tie exactly. Only the margins of the bound keep it from skipping a row it must update.
+    n, d = 4000, 32
+    x = np.zeros((n, d), dtype=np.float32)
+    x[:, :8] = rng.integers(-120, 120, size=(n, 8)) + 0.5
+    x[5, 0] = 127.0  # the largest |z|: scale 1, every other value half a step off the grid
+    basis = np.eye(d)[:16].copy()
+    lab = labels(n, 10, 40)
+    got, r, st = _core.kcenter(x, 300, lab, return_radius=True, projection=(basis, np.zeros(d)),
+                               return_stats=True)
+    plain, r_plain, _ = _core.kcenter(x, 300, lab, return_radius=True, prune=False)
+    np.testing.assert_array_equal(got, plain)
+    assert r == r_plain
+    assert st["coarse_rows"] > 0
+    from test_kcenter import check_greedy
+
+    check_greedy(x, got, lab)
+
+
+def test_duplicates_far_from_origin():
+    base = pca(fashion_pixels(1500, seed=41), 64)
+    rng = np.random.default_rng(42)
+    x = base[rng.integers(0, len(base), 6000)] + np.float32(3e3)  # each row about 4 times
+    lab = labels(len(x), 10, 43)
+    check_coarse(x, 250, lab, 16)
+    done = set(lab.tolist())
+    for i in dalcore.kcenter(x, 250, lab, _projection=16).tolist():
+        twins = np.flatnonzero((x == x[i]).all(axis=1))
+        assert set(twins[twins < i].tolist()) <= done, f"pick {i}: a lower duplicate was free"
+        done.add(i)
+
+
+@pytest.mark.parametrize("exponent", [-50, 40])
+def test_scaled_data(exponent):
+    x = np.ldexp(pca(fashion_pixels(4000, seed=44), 64), exponent).astype(np.float32)
+    check_coarse(x, 150, labels(len(x), 10, 45), 16)
+
+
+def test_beyond_the_int8_range_no_copy():
+    # |z| below 2^-55 * 127: no int8 copy (s^2 would not be a normal float); the float32 test
+    # runs alone, with the same picks.
+    x = np.ldexp(pca(fashion_pixels(4000, seed=46), 64), -62).astype(np.float32)
+    stats = same_as_plain(x, 150, labels(len(x), 10, 47), 16)
+    assert stats["dense_picks"] > 0 and stats["coarse_rows"] == 0
+
+
+def test_odd_sizes_and_threads():
+    # Row ranges that start and end off the 16-row blocks (odd N, chunks of any size): the rows
+    # before the first block and after the last take the float32 test one by one.
+    x = pca(fashion_pixels(5003, seed=48), 64)
+    lab = labels(len(x), 30, 49)
+    ref = dalcore.kcenter(x, 200, lab, _prune=False)
+    threads = _core.build_info()["threads"]
+    try:
+        for t in (1, 2, 3):
+            _core.set_num_threads(t)
+            picks, stats = _kcenter_stats(x, 200, lab, projection=16)
+            np.testing.assert_array_equal(picks, ref)
+            assert stats["coarse_rows"] > 0
+    finally:
+        _core.set_num_threads(threads)
+
+
+def test_digits_pixels():
+    x = digits()
+    check_coarse(x, 600, labels(len(x), 10, 50), 16)
