@@ -8,7 +8,8 @@ Fashion-MNIST pixels, their PCA-128, the 128-d features of a trained dalcore Con
 DeepCluster backbone, 8x8 RGB patches of scikit-learn's two sample photographs and their PCA-128,
 digits, then the synthetic clustered and isotropic sets, labelled as such),
 ours (default path), ours unpruned (``_prune=False``: every row every pick) and the numpy GEMV
-loop, the three interleaved in each of --repeats rounds, medians; same picks asserted. Bytes read
+loop, the three interleaved in each of --repeats rounds (order rotated each round, 0.5 s pause
+before each call), medians; same picks asserted. Bytes read
 per pick: ours = (full rows x 4d + projected rows x (4s + 8) + rows tested on the int8 copy x
 (s + 4) + members visited by pruned sweeps x 12) / picks, s = m rounded up to 16 (counted by the
 kernel in an extra untimed run); numpy = N (4d + 16). GB/s = bytes
@@ -59,6 +60,10 @@ HEADER = ["data", "N", "d", "budget", "m", "ours s", "ours unpruned s", "numpy s
           "numpy GB/s (%bw)"]
 
 
+#: Seconds of rest before each timed call when repeating (the previous call's threads settle).
+PAUSE_S = 0.5
+
+
 def _timed(fn: Any) -> float:
     t0 = time.perf_counter()
     fn()
@@ -79,9 +84,15 @@ def bench_one(name: str, x: np.ndarray, budget: int, repeats: int, bw: float) ->
     times: dict[str, list[float]] = {k: [] for k in runs}
     for fn in runs.values():
         fn()  # warm-up (page faults, thread start)
-    for _ in range(repeats):  # interleaved: each round runs all three
-        for k, fn in runs.items():
-            times[k].append(_timed(fn))
+    # Interleaved: each round runs all three, in an order rotated every round and after a
+    # pause, so that none is always timed right after numpy, whose BLAS threads spin on for a
+    # while after a call (ours, always timed right after them, measured 5-10 % slower).
+    order = list(runs)
+    for r in range(repeats):
+        for k in order[r % 3:] + order[:r % 3]:
+            if repeats > 1:
+                time.sleep(PAUSE_S)
+            times[k].append(_timed(runs[k]))
     med = {k: statistics.median(v) for k, v in times.items()}
     picks, st = _kcenter_stats(x, b, lab)
     if not np.array_equal(picks, runs["unpruned"]()):
@@ -119,7 +130,8 @@ def _data_table(args: Any) -> None:
     load0 = load_average()
     print(f"# kcenter bench, real data first: {os.cpu_count()} CPUs, dalcore threads "
           f"{info['threads']}, SIMD {info['simd']}; read bandwidth {bw / 1e9:.1f} GB/s "
-          f"(measured in this run); {N_LABELED} labeled; ours, unpruned and numpy interleaved, "
+          f"(measured in this run); {N_LABELED} labeled; ours, unpruned and numpy interleaved "
+          f"(rotated order, {PAUSE_S} s pauses), "
           f"median of {repeats}; load average {load0:.2f}", flush=True)
     rows, described = [], []
     for ds in datasets:
