@@ -21,10 +21,11 @@ ahead at every budget (97.3 % at 100 labels, 3 repetitions).
 On a larger pool the same 200 steps are few passes over it: 7 epochs of 33 batches on the
 5,000-image Fashion-MNIST pool, i.e. 7 label propagations. ``semi_min_epochs`` (16 in ``cpu``)
 sets a floor: Fashion-MNIST then trains 16 epochs (528 steps), digits keeps its 23. Measured with
-``benches/probe_semi.py`` (SEMI, no pre-training, Fashion-MNIST pool of 5,000, repetitions 0-1):
-71.1 % at 100 labels and 77.6 % (repetition 0) at 300 labels with about 500 steps and no
-augmentation, against 70.1 % and 72.6 % (repetition 0) with 200 steps and no augmentation;
-logistic regression on the same labeled pixels gives 70.1 % and 74.9 %.
+``benches/probe_semi.py`` (SEMI, no pre-training, Fashion-MNIST pool of 5,000): 71.1 % at 100
+labels (repetitions 0-1) and 77.6 % at 300 labels (repetition 0) with about 500 steps and no
+augmentation, against 70.1 % at 100 labels with 200 steps and no augmentation (69.6 % with 200
+steps and the former augmentation); logistic regression on the same labeled pixels gives 70.1 %
+and 74.9 %.
 
 Augmentation
 ------------
