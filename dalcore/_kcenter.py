@@ -185,7 +185,8 @@ def _one_blas_thread() -> Any:
 _MIN_CAPTURED = 0.5
 # A first look on _SCREEN_ROWS rows: a small sample overstates what the top m directions hold
 # (on isotropic data about m / d * (1 + sqrt(d / rows))^2), so a screen below _MIN_CAPTURED
-# means no projection without the full PCA (12 of the 12.5 ms it cost on 50,000 x 128).
+# means no projection without the full PCA (on 50,000 x 128: the screen 2.3 ms, the full PCA
+# 5.1 ms; pools that pass the screen pay both, 2.3 ms more than before).
 _SCREEN_ROWS = 512
 
 
