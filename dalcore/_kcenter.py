@@ -127,10 +127,13 @@ _MIN_WORK = 1 << 20
 
 
 def _auto_dim(n: int, d: int) -> int:
-    """Projection width for an (n, d) pool: about d / 8, 8 to 32 (0: no projection)."""
+    """Projection width for an (n, d) pool: about d / 4, 8 to 32 (0: no projection). The full
+    passes test every row on its first 16 components (an int8 copy) and only the few rows left
+    on all m: 32 instead of 16 read 3.4x fewer full rows of Fashion-MNIST PCA-128 (1000 picks of
+    60,000 rows: 0.115 s against 0.135 s; its DeepCluster features 0.086 s against 0.082 s)."""
     if d < _MIN_DIM or n * d < _MIN_WORK:
         return 0
-    return int(min(32, max(8, 8 * round(d / 64))))
+    return int(min(32, max(8, 8 * round(d / 32))))
 
 
 def _pca(x: np.ndarray, m: int, n_rows: int = _PCA_ROWS) -> tuple[np.ndarray, np.ndarray, float]:
@@ -258,8 +261,11 @@ _GPU_MIN_READS = 1 << 36
 
 
 def _gpu_auto_dim(n: int, d: int, budget: int) -> int:
-    """Projection width of the GPU path (0: none), automatic."""
-    return _auto_dim(n, d) if budget * n * d >= _GPU_MIN_READS else 0
+    """Projection width of the GPU path (0: none), automatic: about d / 8, 8 to 32 (the GPU path
+    has no int8 copy and reads all m values of every row per pick; not yet timed on a device)."""
+    if not _auto_dim(n, d) or budget * n * d < _GPU_MIN_READS:
+        return 0
+    return int(min(32, max(8, 8 * round(d / 64))))
 
 
 def _gpu_width(n: int, d: int, budget: int, m: int | None) -> int:

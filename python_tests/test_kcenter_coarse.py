@@ -1,6 +1,7 @@
 """The int8 copy of the projection that the full passes of dalcore.kcenter test first
-(csrc/cpu/kcenter_projection.cpp, coarse_skip in kcenter_projection.h): on real data, on data
-built to sit at the bound's margins, on odd sizes and thread counts, the same picks as the
+(csrc/cpu/kcenter_coarse.cpp; "The coarse test" in kcenter_projection.h, its integer form in
+kcenter_coarse.h): on real data, on data built to sit at the bound's margins, on odd sizes and
+thread counts, with AVX-512 VNNI and with the portable integer loop, the same picks as the
 float64 brute-force greedy and picks and covering radii bit-identical to the plain pass."""
 
 from __future__ import annotations
@@ -14,6 +15,20 @@ from dalcore import _core
 from dalcore._kcenter import _kcenter_stats
 
 
+@pytest.fixture(params=["vnni", "generic"])
+def isa(request):
+    """The coarse passes on AVX-512 VNNI (skipped where the CPU lacks it) or on the portable
+    integer loop."""
+    if request.param == "vnni":
+        _core._kcenter_vnni(True)
+        if not _core._kcenter_vnni():
+            pytest.skip("this CPU has no AVX-512 VNNI")
+    else:
+        _core._kcenter_vnni(False)
+    yield request.param
+    _core._kcenter_vnni(True)
+
+
 def check_coarse(x, budget, labeled, m):
     """same_as_plain, and the full passes did test rows on the int8 copy."""
     stats = same_as_plain(x, budget, labeled, m)
@@ -22,7 +37,7 @@ def check_coarse(x, budget, labeled, m):
     return stats
 
 
-def test_fashion_pca_full_passes_read_the_int8_copy():
+def test_fashion_pca_full_passes_read_the_int8_copy(isa):
     x = pca(fashion_pixels(12_000, seed=31), 128)
     lab = labels(len(x), 100, 32)
     stats = check_coarse(x, 300, lab, 16)
@@ -30,13 +45,13 @@ def test_fashion_pca_full_passes_read_the_int8_copy():
     assert stats["projected_rows"] < 0.5 * stats["coarse_rows"]
 
 
-def test_fashion_pixels_default_width():
+def test_fashion_pixels_default_width(isa):
     x = fashion_pixels(6000, seed=33)
     check_coarse(x, 200, labels(len(x), 50, 34), None)  # automatic width, 32 for d = 784
 
 
 @pytest.mark.parametrize("m", [8, 24, 40])
-def test_widths_padded_to_16(m):
+def test_widths_padded_to_16(m, isa):
     # z rows are padded to a multiple of 16 floats (zeros): 8 -> 16, 24 -> 32, 40 -> 48
     x = pca(fashion_pixels(5000, seed=35), 96)
     check_coarse(x, 150, labels(len(x), 30, 36), m)
@@ -50,7 +65,7 @@ def test_quantisation_at_its_coarsest():
     check_coarse(x, 200, labels(len(x), 20, 39), 16)
 
 
-def test_points_at_half_steps_of_the_int8_grid(rng):
+def test_points_at_half_steps_of_the_int8_grid(rng, isa):
     # Data inside the projected subspace on a grid of half-integer steps of the int8 scale: the
     # quantisation errors are all exactly +-0.5 step (the worst case h covers), and distances
     # tie exactly. Only the margins of the bound keep it from skipping a row it must update.
@@ -71,7 +86,7 @@ def test_points_at_half_steps_of_the_int8_grid(rng):
     check_greedy(x, got, lab)
 
 
-def test_duplicates_far_from_origin():
+def test_duplicates_far_from_origin(isa):
     base = pca(fashion_pixels(1500, seed=41), 64)
     rng = np.random.default_rng(42)
     x = base[rng.integers(0, len(base), 6000)] + np.float32(3e3)  # each row about 4 times
@@ -98,7 +113,7 @@ def test_beyond_the_int8_range_no_copy():
     assert stats["dense_picks"] > 0 and stats["coarse_rows"] == 0
 
 
-def test_odd_sizes_and_threads():
+def test_odd_sizes_and_threads(isa):
     # Row ranges that start and end off the 16-row blocks (odd N, chunks of any size): the rows
     # before the first block and after the last take the float32 test one by one.
     x = pca(fashion_pixels(5003, seed=48), 64)
@@ -118,3 +133,22 @@ def test_odd_sizes_and_threads():
 def test_digits_pixels():
     x = digits()
     check_coarse(x, 600, labels(len(x), 10, 50), 16)
+
+
+def test_vnni_and_portable_loop_read_the_same_rows():
+    # The same integers either way: identical picks and identical counts of the rows each
+    # test could not clear (Fashion-MNIST PCA-128, 32 projected components, 16 in the copy).
+    if not _core._kcenter_vnni():
+        pytest.skip("this CPU has no AVX-512 VNNI")
+    x = pca(fashion_pixels(8000, seed=51), 128)
+    lab = labels(len(x), 60, 52)
+    got = {}
+    try:
+        for allow in (True, False):
+            _core._kcenter_vnni(allow)
+            got[allow] = _kcenter_stats(x, 250, lab, projection=32)
+    finally:
+        _core._kcenter_vnni(True)
+    np.testing.assert_array_equal(got[True][0], got[False][0])
+    assert got[True][1] == got[False][1]
+    assert got[True][1]["coarse_rows"] > 0

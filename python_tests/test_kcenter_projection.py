@@ -264,14 +264,14 @@ def test_picks_do_not_depend_on_thread_count():
 
 @pytest.mark.parametrize("top_share", [0.1, 0.3, 0.4, 0.6, 0.75, 0.9])
 def test_automatic_projection_follows_the_variance_share(top_share: float) -> None:
-    # Gaussian rows whose 16 leading directions (a random rotation) hold `top_share` of the
-    # variance, by construction: the automatic choice (a 512-row screen, then the PCA of 4,096
-    # rows) projects exactly when that share reaches one half, so the cheap screen never turns
-    # the projection down where the full PCA would take it
-    n, d, m = 20_000, 128, 16
+    # Gaussian rows whose m leading directions (the automatic width; a random rotation) hold
+    # `top_share` of the variance, by construction: the automatic choice (a 512-row screen,
+    # then the PCA of 4,096 rows) projects exactly when that share reaches one half, so the
+    # cheap screen never turns the projection down where the full PCA would take it
+    n, d = 20_000, 128
+    m = _auto_dim(n, d)
     rng = np.random.default_rng(int(top_share * 1000))
     var = np.r_[np.full(m, top_share / m), np.full(d - m, (1 - top_share) / (d - m))]
     rot, _ = np.linalg.qr(rng.standard_normal((d, d)))
     x = ((rng.standard_normal((n, d)) * np.sqrt(var)) @ rot.T).astype(np.float32)
-    assert _auto_dim(n, d) == m
     assert _projection_width(x) == (m if top_share >= 0.5 else 0)

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "dalcore/detail/kcenter_coarse.h"
 #include "dalcore/kcenter.h"
 #include "dalcore/status.h"
 #include "registry.h"
@@ -86,6 +87,16 @@ void register_kcenter(py::module_& m) {
         "indices; projection: None or (basis (m, d) float64, orthonormal rows; mean (d,) "
         "float64), used by the pruned path; prune_small: the pruned path even for small pools. Returns (indices int64 (budget,), covering radius "
         "or -1, stats dict or None).");
+  m.def("_kcenter_vnni",
+        [](const py::object& allow) {
+          const bool in_use = cpu::coarse::vnni_in_use();
+          if (!allow.is_none()) cpu::coarse::allow_vnni(allow.cast<bool>());
+          return in_use;
+        },
+        py::arg("allow") = py::none(),
+        "Tests: whether the coarse passes of kcenter use AVX-512 VNNI; allow=False makes them "
+        "take the portable integer loop, True lets them use VNNI where the CPU has it. Returns "
+        "whether VNNI was in use before the call.");
 }
 
 }  // namespace dalcore::bind

@@ -54,10 +54,12 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "kcenter_pass_threads.h"
+#include "dalcore/detail/kcenter_coarse.h"
 #include "dalcore/detail/kcenter_ops.h"
 #include "dalcore/detail/kcenter_projection.h"
 #include "dalcore/detail/omp_guard.h"
@@ -547,7 +549,9 @@ ArgMax farthest_from_mean(const float* x, std::int64_t n, std::int64_t d) {
 // min_d against the labeled points; nearest[i] = position in `labeled` (lowest on ties).
 // With `screen`, from 8 labeled rows on, screened by dot products (screened_rows: the same
 // results, most pairs never get an exact distance); otherwise exact register blocks over every
-// pair (blocked over the labeled set to stay in L2).
+// pair (blocked over the labeled set to stay in L2). (Screening by the projection bound instead
+// was no faster: on Fashion-MNIST PCA-128 with m = 32 a row still had many labeled rows its
+// bound could not clear, each an exact distance.)
 void init_labeled(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
                   std::int64_t n_labeled, float* min_d, std::int64_t* nearest, bool screen) {
   constexpr std::int64_t kRows = 256;
@@ -775,8 +779,8 @@ struct FullPassThreads {
 // One pick by a pass over all rows: plain (every row read) or through the projection bound.
 // *full_rows: the rows read in full.
 ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const ProjectionBound* pb,
-                 std::int64_t c, std::vector<float>& min_d, KCenterStats* stats,
-                 std::int64_t* full_rows, FullPassThreads& threads) {
+                 coarse::CoarsePasses* cp, std::int64_t c, std::vector<float>& min_d,
+                 KCenterStats* stats, std::int64_t* full_rows, FullPassThreads& threads) {
   *full_rows = n;
   min_d[static_cast<std::size_t>(c)] = kCenter;
   if (!pb) {
@@ -796,6 +800,18 @@ ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const Projectio
   // both threads win: the passes' own wall times decide (kcenter_pass_threads.h).
   threads.proj.start();
   const bool one = threads.proj.serial();
+  if (cp) {  // the int8 copy: one integer test per row (kcenter_coarse.h)
+    projection::ReadCount rc;
+    const ArgMax best = cp->add_centre(c, one, rc);
+    threads.proj.stop();
+    if (stats) {
+      stats->full_rows += rc.full;
+      stats->projected_rows += rc.projected;
+      stats->coarse_rows += rc.coarse;
+    }
+    *full_rows = rc.full;
+    return best;
+  }
   const ArgMax best = parallel_argmax(n, one, [&](std::int64_t b, std::int64_t e) {
     projection::ReadCount rc;
     const ArgMax a = projection::projected_rows(x, d, *pb, b, e, c, min_d.data(), rc);
@@ -824,8 +840,12 @@ ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const Projectio
 // than half of the candidates for kDenseStreak picks in a row. (Pixels, 20,000 x 784, no
 // projection: sweeps visiting 90 % and reading 29 % of the rows were 1.6x slower than the plain
 // pass; the former rule, 90 % of the rows read for 16 picks, never handed over.)
-bool sweep_was_dense(const PrunedState& st, std::int64_t candidates) {
-  return 2 * st.visited() >= candidates;
+// With an int8 copy a full pass costs one integer test per row (stride + 4 bytes, in order,
+// kcenter_coarse.h), a visit a random read of a float32 projection: hand over from a quarter.
+// (Photo patches, 60,000 x 192: sweeps visiting 37 % of the candidates per pick took 0.36 s for
+// 1000 picks, the coarse passes XXX.)
+bool sweep_was_dense(const PrunedState& st, std::int64_t candidates, bool coarse) {
+  return (coarse ? 4 : 2) * st.visited() >= candidates;
 }
 
 double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
@@ -850,13 +870,15 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
   std::int64_t streak = 0, useless = 0;
   bool dense = false;
   FullPassThreads threads;  // of the full passes after the hand-over
+  std::optional<coarse::CoarsePasses> cp;  // their state with an int8 copy
   for (std::int64_t t = 0; t < budget; ++t) {
     const std::int64_t c = best.index;
     out[t] = c;
     if (t + 1 >= budget && !want_radius) break;
     if (dense) {
+      if (pb && !pb->kb.empty() && !cp) cp.emplace(x, n, d, *pb, min_d);
       std::int64_t full = 0;
-      best = full_pass(x, n, d, pb, c, min_d, stats, &full, threads);
+      best = full_pass(x, n, d, pb, pb && cp ? &*cp : nullptr, c, min_d, stats, &full, threads);
       if (stats) ++stats->dense_picks;
       // Where the projection clears few rows (isotropic data: no direction dominates) it only
       // adds its own reads: after kDenseStreak passes that read over half the rows in full,
@@ -873,7 +895,7 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
       if (pb) stats->projected_rows += st.visited() - st.rows_read();
     }
     const std::int64_t candidates = n - n_labeled - (t + 1);
-    streak = sweep_was_dense(st, candidates) ? streak + 1 : 0;
+    streak = sweep_was_dense(st, candidates, pb && !pb->kb.empty()) ? streak + 1 : 0;
     dense = t + 1 >= kMinPicks && streak >= kDenseStreak;
     // Without a projection, a first sweep that visits nearly every candidate (isotropic data:
     // 100 % of them; clustered and trained-network features: 30-35 %, PCA and DeepCluster
@@ -906,26 +928,27 @@ void kcenter(const float* features, std::int64_t n, std::int64_t d, const std::i
   // is still used, and prune_small forces the pruned path (tests).
   const bool small =
       n * d < (std::int64_t{1} << 20) && opts.projection.m == 0 && !opts.prune_small;
+  const bool pruned = opts.prune && !small;
+  const KCenterProjection& p = opts.projection;
+  ProjectionBound pb;
+  if (pruned && p.m > 0) {
+    require(p.basis != nullptr && p.mean != nullptr, "projection: null pointer");
+    pb = projection::make_bound(features, n, d, p.basis, p.mean, p.m);
+  }
+  const ProjectionBound* bound = pruned && p.m > 0 ? &pb : nullptr;
   std::vector<std::int64_t> nearest;
   if (n_labeled > 0) {
     nearest.assign(static_cast<std::size_t>(n), 0);
     // The unpruned path is the plain one: every distance exact, no screening either (the tests
     // compare the two paths pick for pick); a small pool takes the plain path all through.
-    init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data(),
-                 opts.prune && !small);
+    init_labeled(features, n, d, labeled, n_labeled, min_d.data(), nearest.data(), pruned);
   }
   const bool want_radius = radius != nullptr;
   if (opts.stats) *opts.stats = KCenterStats{};
   double r;
-  if (opts.prune && !small) {
-    const KCenterProjection& p = opts.projection;
-    ProjectionBound pb;
-    if (p.m > 0) {
-      require(p.basis != nullptr && p.mean != nullptr, "projection: null pointer");
-      pb = projection::make_bound(features, n, d, p.basis, p.mean, p.m);
-    }
+  if (pruned) {
     r = run_pruned(features, n, d, labeled, n_labeled, budget, out, min_d, nearest, want_radius,
-                   p.m > 0 ? &pb : nullptr, opts.stats);
+                   bound, opts.stats);
   } else {
     r = run_unpruned(features, n, d, n_labeled, budget, out, min_d, want_radius);
     if (opts.stats) opts.stats->full_rows = n * budget;

@@ -28,15 +28,24 @@ struct ProjectionBound {
   float factor = 0.0f;
   float abs_slack = 0.0f;  // absolute error of a full squared distance (underflow of its terms)
   float abs_q = 0.0f;      // the same for the projected one
-  // The coarse copy (the full passes' first test, see coarse_skip below): z rounded to integers
-  // in units of one power of two s, k_i = nearbyint(z_i / s) in [-127, 127], N x stride int8
-  // (empty: no coarse copy, every row takes the float32 test).
-  std::vector<std::int8_t> k8;
+  // The coarse copy (the full passes' first test, see "The coarse test" below): the first
+  // cstride components of z rounded to integers in units of one power of two s,
+  // k_i = nearbyint(z_i / s) in [-127, 127], N x cstride bytes k_i + 128, in blocks of 16 rows
+  // (coarse_at below; kcenter_coarse.h) (empty: no coarse copy, every row takes the float32
+  // test).
+  std::vector<std::uint8_t> kb;
+  std::int64_t cstride = 0;  // components in the int8 copy (the first ones; multiple of 16)
   float s2 = 0.0f;       // s^2, exactly
   float h = 0.0f;        // >= |s k_i - z_i| for every i
   float eps_max = 0.0f;  // >= max_i eps_i + h
 };
 
+// Where component j of row i lies in the int8 copy: blocks of 16 rows (block b at
+// b * 16 * stride), in a block groups of 4 components (group g at 64 g), in a group the 4 bytes
+// of each row side by side (row l at 4 l).
+inline std::size_t coarse_at(std::int64_t stride, std::int64_t i, std::int64_t j) {
+  return static_cast<std::size_t>((i / 16) * 16 * stride + (j / 4) * 64 + (i % 16) * 4 + j % 4);
+}
 
 // Validates the basis (m x d float64; rounded to float32 its rows must be nearly orthonormal:
 // delta = ||P P^T - I||_F < 1/4) and the mean, computes the projections z of the rows of x
@@ -66,21 +75,17 @@ ProjectionBound make_bound(const float* x, std::int64_t n, std::int64_t d, const
   return q >= factor * (r * r) + abs_q;
 }
 
-// The coarse test (int8 copy). k_i = nearbyint(z_i / s) with z_i / s exact (s a power of
-// two; a subnormal quotient is off by at most 2^-149), so w_i = s k_i is within
-// h = 0.5 s sqrt(stride) (1 + 2^-20) of z_i and Z = |z_i - z_c| >= W - 2h, W = |w_i - w_c|.
-// K = |k_i - k_c|^2 is summed exactly in integers (at most 32 * 254^2 < 2^24: exact as a float
-// too), and q8 = fl(K s^2) <= W^2 (exact, or rounded toward 0 on underflow; inf only when W^2
-// exceeds FLT_MAX, above any finite threshold). With R = sqrt(mi + abs_slack), e = eps_i +
-// eps_c and a test passed as in skip() with e + 2h in place of e:
+// The coarse test (the int8 copy of the first cstride components; the full passes apply it as
+// one integer comparison per row, dalcore/detail/kcenter_coarse.h). k_i = nearbyint(z'_i / s),
+// z'_i the first cstride components of z_i, with z'_i / s exact (s a power of two; a subnormal
+// quotient is off by at most 2^-149), so w_i = s k_i is within h = 0.5 s sqrt(cstride)
+// (1 + 2^-20) of z'_i, and Z = |z_i - z_c| >= |z'_i - z'_c| >= W - 2h, W = |w_i - w_c|.
+// K = |k_i - k_c|^2 is an exact integer and W^2 = K s^2. With R = sqrt(mi + abs_slack) and
+// e = eps_i + eps_c, a test passed as in skip() by W^2, with e + 2h in place of e
+// (W^2 >= F (R + e + 2h)^2 + abs_q, the right-hand side rounded up), gives
 // W >= sqrt(F) (R + e + 2h), so Z >= sqrt(F) (R + e + 2h) - 2h >= sqrt(F) (R + e) (F >= 1),
-// which is what skip()'s derivation draws from q; the rest follows as there (the rounding of
-// the right-hand side is covered by F's slack as there, and its (1 + g_m) is spare here).
-// eps_max >= eps_i + h for every i (a constant instead of a read per row), eps_c_h = eps_c + h.
-[[gnu::always_inline]] inline bool coarse_skip(float q8, float mi, float eps_max, float eps_c_h,
-                                               float factor, float abs_slack, float abs_q) {
-  return skip(q8, mi, eps_max, eps_c_h, factor, abs_slack, abs_q);
-}
+// which is what skip()'s derivation draws from q (its (1 + g_m) is spare here); the rest
+// follows as there. eps_max >= eps_i + h for every i bounds e + 2h by 2 eps_max.
 
 // Counts of one pass: rows whose full features were read, rows whose float32 projection was
 // read, rows whose int8 copy was read.
