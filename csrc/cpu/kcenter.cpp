@@ -843,7 +843,7 @@ ArgMax full_pass(const float* x, std::int64_t n, std::int64_t d, const Projectio
 // With an int8 copy a full pass costs one integer test per row (stride + 4 bytes, in order,
 // kcenter_coarse.h), a visit a random read of a float32 projection: hand over from a quarter.
 // (Photo patches, 60,000 x 192: sweeps visiting 37 % of the candidates per pick took 0.36 s for
-// 1000 picks, the coarse passes XXX.)
+// 1000 picks, handed over to the coarse passes 0.145 s, with m = 24.)
 bool sweep_was_dense(const PrunedState& st, std::int64_t candidates, bool coarse) {
   return (coarse ? 4 : 2) * st.visited() >= candidates;
 }
