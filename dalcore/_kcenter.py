@@ -145,7 +145,18 @@ def _pca(x: np.ndarray, m: int, n_rows: int = _PCA_ROWS) -> tuple[np.ndarray, np
     error radii."""
     import scipy.linalg
 
-    n, d = x.shape
+    mean, cov = _sample_cov(x, n_rows)
+    d = x.shape[1]
+    with _one_blas_thread():
+        val, vec = scipy.linalg.eigh(cov, subset_by_index=[d - m, d - 1])
+    total = float(np.trace(cov))
+    captured = float(val.sum()) / total if total > 0 else 1.0
+    return np.ascontiguousarray(vec[:, ::-1].T), mean, captured
+
+
+def _sample_cov(x: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scatter matrix) of a seeded subsample of n_rows rows (all rows below), float64."""
+    n = x.shape[0]
     if n > n_rows:
         rows = np.sort(np.random.default_rng(0).choice(n, size=n_rows, replace=False))
         sample = x[rows].astype(np.float64)
@@ -154,11 +165,18 @@ def _pca(x: np.ndarray, m: int, n_rows: int = _PCA_ROWS) -> tuple[np.ndarray, np
     mean = sample.mean(axis=0)
     sample -= mean
     with _one_blas_thread():
-        cov = sample.T @ sample
-        val, vec = scipy.linalg.eigh(cov, subset_by_index=[d - m, d - 1])
-    total = float(np.trace(cov))
-    captured = float(val.sum()) / total if total > 0 else 1.0
-    return np.ascontiguousarray(vec[:, ::-1].T), mean, captured
+        return mean, sample.T @ sample
+
+
+def _captured(x: np.ndarray, m: int, n_rows: int) -> float:
+    """The fraction of a seeded n_rows-row subsample's variance its top m principal directions
+    hold (eigenvalues only: the screen of _projection_for, 0.6 ms on 50,000 x 128 where _pca
+    took 2.5 ms)."""
+    _, cov = _sample_cov(x, n_rows)
+    with _one_blas_thread():  # LAPACK's threads would spin on beside the kernel's
+        val = np.linalg.eigvalsh(cov)
+    total = float(val.sum())
+    return float(val[-m:].sum()) / total if total > 0 else 1.0
 
 
 def _pca_basis(x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +216,7 @@ def _projection_for(x: np.ndarray, m: int | None) -> tuple | None:
     d = x.shape[1]
     if m is None:
         m = _auto_dim(x.shape[0], d)
-        if not m or _pca(x, m, _SCREEN_ROWS)[2] < _MIN_CAPTURED:
+        if not m or _captured(x, m, _SCREEN_ROWS) < _MIN_CAPTURED:
             return None
         basis, mean, captured = _pca(x, m)
         return (basis, mean) if captured >= _MIN_CAPTURED else None

@@ -139,6 +139,19 @@ def parallel_memory_bandwidth(nbytes: int = 1 << 28, repeats: int = 5) -> float:
     return a.numel() * 4 / t
 
 
+def array_read_bandwidth(x: np.ndarray, repeats: int = 5) -> float:
+    """Read bandwidth in bytes/s over ``x`` itself, warm, on every core (torch's multithreaded
+    sum when available): the limit of a pass that reads x once, at x's size (a 30 MB pool stays
+    in a large last-level cache, a 256 MB buffer does not)."""
+    try:
+        import torch
+    except ImportError:
+        return x.nbytes / median_time(lambda: x.sum(), repeats=repeats)
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    t.sum()
+    return x.nbytes / median_time(lambda: t.sum(), repeats=repeats)
+
+
 def fmt_table(header: list[str], rows: list[list[object]]) -> str:
     """A Markdown table."""
     def cell(v: object) -> str:
