@@ -82,11 +82,13 @@ def _check_numeric_dtype(dtype: np.dtype, name: str) -> None:
         raise TypeError(f"{name}: expected a real numeric dtype (float or int), got {dtype}")
 
 
-def as_features(x: Any, name: str = "features", *, min_rows: int = 1) -> np.ndarray:
+def as_features(x: Any, name: str = "features", *, min_rows: int = 1,
+                check_finite: bool = True) -> np.ndarray:
     """Validate and convert an (N, d) host array to C-contiguous float32.
 
     float64, integer and non-contiguous inputs are converted; complex, object and string
-    dtypes raise TypeError; wrong rank, too few rows, zero columns, NaN or inf raise ValueError.
+    dtypes raise TypeError; wrong rank, too few rows, zero columns, NaN or inf raise ValueError
+    (``check_finite=False``: the caller checks finiteness itself, with :func:`check_extremes`).
     """
     if is_cuda(x):
         raise TypeError(f"{name}: expected a CPU array here, got a CUDA tensor")
@@ -106,10 +108,26 @@ def as_features(x: Any, name: str = "features", *, min_rows: int = 1) -> np.ndar
     if a.shape[1] < 1:
         raise ValueError(f"{name}: expected at least one column, got shape {tuple(a.shape)}")
     a = np.ascontiguousarray(a, dtype=np.float32)
-    if not np.isfinite(a).all():
-        bad = int(np.count_nonzero(~np.isfinite(a)))
-        raise ValueError(f"{name}: contains {bad} NaN or inf value(s)")
+    if check_finite and not np.isfinite(a).all():
+        _raise_nonfinite(a, name)
     return a
+
+
+def _raise_nonfinite(a: np.ndarray, name: str) -> None:
+    bad = int(np.count_nonzero(~np.isfinite(a)))
+    raise ValueError(f"{name}: contains {bad} NaN or inf value(s)")
+
+
+def check_extremes(a: np.ndarray, name: str = "features") -> tuple[float, float]:
+    """(min, max) of a float array, ValueError naming it on NaN or inf: the finiteness check of
+    as_features folded into two reductions that a caller needs anyway (NaN propagates through
+    both, an infinity reaches one)."""
+    if a.size == 0:
+        return 0.0, 0.0
+    lo, hi = float(a.min()), float(a.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        _raise_nonfinite(a, name)
+    return lo, hi
 
 
 def as_torch_features(x: Any, name: str = "features", *, min_rows: int = 1) -> Any:

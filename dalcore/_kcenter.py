@@ -79,7 +79,7 @@ def kcenter(
             )
         return _run_gpu_path(_core, features, budget, labeled, return_radius=return_radius,
                              _projection=_projection if _prune else 0)
-    x = _arrays.as_features(features, "features")
+    x = _arrays.as_features(features, "features", check_finite=False)  # _rescaled checks
     lab = _labeled(labeled, x.shape[0])
     b = _budget(budget, x.shape[0], lab.size)
     x, e = _rescaled(x)
@@ -110,8 +110,10 @@ def _scale_exponent(amax: float, d: int) -> int:
 
 
 def _rescaled(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """(features scaled by 2**-e, e): see _SAFE_EXP."""
-    e = _scale_exponent(max(float(x.max()), -float(x.min())), x.shape[1])
+    """(features scaled by 2**-e, e): see _SAFE_EXP. ValueError on NaN or inf (the features'
+    finiteness check: one pass fewer than as_features' own)."""
+    lo, hi = _arrays.check_extremes(x, "features")
+    e = _scale_exponent(max(hi, -lo), x.shape[1])
     if e == 0:
         return x, 0
     return np.ldexp(x, -e).astype(np.float32), e

@@ -200,6 +200,8 @@ BAD = [
      ValueError, "features"),
     (lambda x: (np.where(np.arange(x.size).reshape(x.shape) == 7, np.inf, x), 3, None),
      ValueError, "features"),
+    (lambda x: (np.where(np.arange(x.size).reshape(x.shape) == 7, -np.inf, x), 3, None),
+     ValueError, "features"),
     (lambda x: (x[0], 3, None), ValueError, "features"),
     (lambda x: (x[None], 3, None), ValueError, "features"),
     (lambda x: (x[:0], 1, None), ValueError, "features"),
