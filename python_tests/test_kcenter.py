@@ -337,3 +337,29 @@ def test_screening_when_the_approximation_overflows():
     b, rb = dalcore.kcenter(x, 30, lab, return_radius=True, _prune=False)
     np.testing.assert_array_equal(a, b)
     assert ra == rb and np.isfinite(ra)
+
+
+@pytest.mark.parametrize("kind", ["isotropic", "clustered"])
+def test_first_pick_decides_the_plain_pass_without_a_sweep(kind, rng):
+    # Without a projection, the first pick tells from the labeled groups alone whether the
+    # triangle inequality can pay: on isotropic data it cannot (the sweep would visit every
+    # candidate), and the plain pass runs from the first pick without building groups or
+    # sweeping them (nothing visited); on clustered data the sweeps run. The picks are the
+    # float64 greedy's and the plain pass's either way.
+    n, d = 20_000, 64  # 2^20 floats and more: the pruned path
+    if kind == "isotropic":
+        x = rng.standard_normal((n, d)).astype(np.float32)
+    else:
+        centres = rng.standard_normal((40, d)) * 10
+        x = (centres[rng.integers(0, 40, n)] + 0.2 * rng.standard_normal((n, d))).astype(
+            np.float32)
+    from dalcore._kcenter import _kcenter_stats
+
+    lab = rng.choice(n, 50, replace=False)
+    picks, stats = _kcenter_stats(x, 30, lab, projection=0)
+    np.testing.assert_array_equal(picks, dalcore.kcenter(x, 30, lab, _prune=False))
+    check_greedy(x, picks, lab)
+    if kind == "isotropic":
+        assert stats["visited"] == 0 and stats["dense_picks"] == 29, stats
+    else:
+        assert stats["visited"] > 0 and stats["dense_picks"] < 29, stats

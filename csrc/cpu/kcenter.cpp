@@ -848,6 +848,36 @@ bool sweep_was_dense(const PrunedState& st, std::int64_t candidates, bool coarse
   return (coarse ? 4 : 2) * st.visited() >= candidates;
 }
 
+// Without a projection, a first sweep that would visit nearly every candidate (isotropic data:
+// 100 % of them; clustered and trained-network features: 30-35 %, PCA and DeepCluster features
+// 60-72 %) shows the triangle inequality cannot pay: the plain pass from the first pick. Decided
+// before any group is built, from the labeled groups' sizes and largest min-distances (the
+// numbers add_centre would compute), so such pools pay neither the groups nor the sweep.
+// Returns whether the first pick, c (the arg-max of min_d), would visit 90 % of the candidates.
+bool first_sweep_dense(const float* x, std::int64_t n, std::int64_t d,
+                       const std::int64_t* labeled, std::int64_t n_labeled,
+                       const std::vector<float>& min_d, const std::vector<std::int64_t>& nearest,
+                       std::int64_t c) {
+  std::vector<std::int64_t> size(static_cast<std::size_t>(n_labeled), 0);
+  std::vector<float> r2(static_cast<std::size_t>(n_labeled), -1.0f), dac2(size.size(), -1.0f);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float m = min_d[static_cast<std::size_t>(i)];
+    if (m < 0.0f) continue;
+    const auto g = static_cast<std::size_t>(nearest[static_cast<std::size_t>(i)]);
+    ++size[g];
+    r2[g] = std::max(r2[g], m);
+  }
+  centre_distances(x, d, labeled, 0, n_labeled, x + c * d, dac2.data());
+  const std::int64_t gc = nearest[static_cast<std::size_t>(c)];
+  std::int64_t visit = 0;
+  for (std::int64_t g = 0; g < n_labeled; ++g) {
+    const auto k = static_cast<std::size_t>(g);
+    if (size[k] > 0 && (g == gc || !kcenter_ops::group_unaffected(dac2[k], r2[k])))
+      visit += size[k];
+  }
+  return 10 * visit >= 9 * (n - n_labeled - 1);
+}
+
 double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int64_t* labeled,
                   std::int64_t n_labeled, std::int64_t budget, std::int64_t* out,
                   std::vector<float>& min_d, const std::vector<std::int64_t>& nearest,
@@ -858,7 +888,19 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
   PrunedState st(x, n, d, n_labeled + budget + 2, min_d, pb);
   ArgMax best;
   std::int64_t group = -1;
-  if (n_labeled > 0) {
+  bool dense = false;
+  if (n_labeled > 0 && !pb) {
+    best = argmax_none();
+    for (std::int64_t i = 0; i < n; ++i)  // in order: ties keep the lowest index
+      if (min_d[static_cast<std::size_t>(i)] >= 0.0f &&
+          kcenter_ops::beats(ArgMax{min_d[static_cast<std::size_t>(i)], i}, best))
+        best = ArgMax{min_d[static_cast<std::size_t>(i)], i};
+    dense = best.index >= 0 && first_sweep_dense(x, n, d, labeled, n_labeled, min_d, nearest,
+                                                 best.index);
+  }
+  if (dense) {
+    // the plain pass from the first pick: no groups
+  } else if (n_labeled > 0) {
     st.init_groups(labeled, n_labeled, nearest);
     best = st.global_best(&group);
   } else {
@@ -868,7 +910,6 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
   }
   constexpr std::int64_t kMinPicks = 8, kDenseStreak = 4;
   std::int64_t streak = 0, useless = 0;
-  bool dense = false;
   FullPassThreads threads;  // of the full passes after the hand-over
   std::optional<coarse::CoarsePasses> cp;  // their state with an int8 copy
   for (std::int64_t t = 0; t < budget; ++t) {
@@ -897,9 +938,7 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
     const std::int64_t candidates = n - n_labeled - (t + 1);
     streak = sweep_was_dense(st, candidates, pb && !pb->kb.empty()) ? streak + 1 : 0;
     dense = t + 1 >= kMinPicks && streak >= kDenseStreak;
-    // Without a projection, a first sweep that visits nearly every candidate (isotropic data:
-    // 100 % of them; clustered and trained-network features: 30-35 %, PCA and DeepCluster
-    // features 60-72 %) shows the triangle inequality cannot pay: the plain pass at once.
+    // Nothing labeled: the same rule (first_sweep_dense) after the first sweep.
     if (t == 0 && !pb && 10 * st.visited() >= 9 * candidates) dense = true;
   }
   if (!want_radius) return -1.0;
