@@ -30,19 +30,21 @@
 // |z_i - z_c| (every rounding of z and of both squared distances accounted for) proves that
 // fl(|x_i - x_c|^2) >= min_d[i]: the plain pass would not update it either, so min-distances and
 // picks stay bit-identical. Pixels and their projections (where the triangle inequality fails)
-// then read z for every point and the full row for a few percent of them; the full passes read
-// an int8 copy of z for every point (16 rows at a time, exact integer distances, its rounding
-// folded into the bound), z for the few it cannot clear, the full row for fewer still.
+// then read z for every point and the full row for a few percent of them; the full passes
+// (csrc/cpu/kcenter_coarse.cpp) test every point with one integer comparison on an int8 copy of
+// z's first 16 components (byte dot products, AVX-512 VNNI where the CPU has it; its rounding
+// folded into a per-point threshold), read z for the few it cannot clear, the full row for fewer
+// still, and keep the arg-max per block of 256 points.
 //
 // Full passes run on one thread or on all, whichever their measured wall times favour
 // (kcenter_pass_threads.h: on a shared machine a fork/join per pick can wait a time slice for a
 // descheduled thread); the picks do not depend on it.
 //
-// Hand-overs: when the pruned sweeps visit over half the candidates for 4 picks in a row (or,
-// without a projection, the first sweep visits 90 % of them), the remaining picks are full
-// passes (through the projection when there is one; the plain pass once the projection reads
-// over half the rows in full for 4 passes). Pools below 2^20 floats (in cache) take the plain
-// pass from the start.
+// Hand-overs: when the pruned sweeps visit over half the candidates for 4 picks in a row (a
+// quarter with an int8 copy; or, without a projection, when the first pick would visit 90 % of
+// them: then no group is built), the remaining picks are full passes (through the projection
+// when there is one; the plain pass once the projection reads over half the rows in full for 4
+// passes). Pools below 2^20 floats (in cache) take the plain pass from the start.
 //
 // The row loops are compiled for AVX-512, AVX2 and baseline x86-64 (GCC function
 // multiversioning, chosen at run time) so the binary stays portable.
