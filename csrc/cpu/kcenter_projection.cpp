@@ -46,8 +46,9 @@ double orthonormality_defect(const double* basis, std::int64_t m, std::int64_t d
 
 // Rows of 4 at a time: c = fl(x_i - mu) (float32), z_i = sum_k c_k pt[k] (float32, k in order;
 // pt = P^T, d x m), c2[i] = fl(sum_k c_k^2) (in 16 lane sums: the error radii hold for any
-// order); row i of z starts at z + i * stride (the padding beyond m is left as it is: zeros). M > 0: m known at compile time (vectorised over the m
-// accumulators); M = 0: any m. `buf` holds 4 * d floats.
+// order); row i of z starts at z + i * stride (the padding beyond m is left as it is: zeros).
+// M > 0: m known at compile time (vectorised over the m accumulators); M = 0: any m. `buf`
+// holds 4 * d floats.
 template <int M>
 [[gnu::always_inline]] inline void project_rows_t(const float* x, std::int64_t d, std::int64_t m,
                                                   std::int64_t stride, const float* pt,
