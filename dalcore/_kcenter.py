@@ -145,29 +145,32 @@ def _pca(x: np.ndarray, m: int, n_rows: int = _PCA_ROWS) -> tuple[np.ndarray, np
     Nothing reads all rows here (a mean of all rows cost a third of this on isotropic data, where
     the answer is "no projection"): the kernel takes any centre, it only shifts the bound's
     error radii."""
-    import scipy.linalg
-
     mean, cov = _sample_cov(x, n_rows)
-    d = x.shape[1]
     with _one_blas_thread():
-        val, vec = scipy.linalg.eigh(cov, subset_by_index=[d - m, d - 1])
+        val, vec = np.linalg.eigh(cov)  # all of them: faster than LAPACK's subset driver here
     total = float(np.trace(cov))
-    captured = float(val.sum()) / total if total > 0 else 1.0
-    return np.ascontiguousarray(vec[:, ::-1].T), mean, captured
+    captured = float(val[-m:].sum()) / total if total > 0 else 1.0
+    return np.ascontiguousarray(vec[:, ::-1][:, :m].T), mean, captured
 
 
 def _sample_cov(x: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, scatter matrix) of a seeded subsample of n_rows rows (all rows below), float64."""
+    """(mean, scatter matrix) of a seeded subsample of n_rows rows (all rows below), as float64;
+    the mean summed in float64, the product in float32 (2.4x faster; the directions only decide
+    how much the bound clears, the kernel measures the basis it is given)."""
     n = x.shape[0]
     if n > n_rows:
         rows = np.sort(np.random.default_rng(0).choice(n, size=n_rows, replace=False))
-        sample = x[rows].astype(np.float64)
+        sample = x[rows]
     else:
-        sample = x.astype(np.float64)
-    mean = sample.mean(axis=0)
-    sample -= mean
+        sample = x
+    mean = sample.mean(axis=0, dtype=np.float64)
+    centred = sample - mean.astype(np.float32)
     with _one_blas_thread():
-        return mean, sample.T @ sample
+        cov = (centred.T @ centred).astype(np.float64)
+        if not np.isfinite(cov).all():  # features near float32's range: the product in float64
+            c64 = sample.astype(np.float64) - mean
+            cov = c64.T @ c64
+    return mean, cov
 
 
 def _captured(x: np.ndarray, m: int, n_rows: int) -> float:

@@ -157,9 +157,11 @@ def test_pca_basis_is_orthonormal_and_principal():
     basis, mean = _pca_basis(x, 8)
     np.testing.assert_allclose(basis @ basis.T, np.eye(8), atol=1e-12)
     np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), rtol=1e-12)
-    # the same subspace as the float64 SVD's top 8 directions (all rows used: n < 4096)
+    # the same directions as the float64 SVD's top 8 (all rows used: n < 4096), to the accuracy
+    # of the float32 scatter product it is computed from (about 1e-6 here; only the share of
+    # rows the bound clears depends on it)
     _, _, vt = np.linalg.svd(x.astype(np.float64) - mean, full_matrices=False)
-    np.testing.assert_allclose(np.abs(basis @ vt[:8].T), np.eye(8), atol=1e-6)
+    np.testing.assert_allclose(np.abs(basis @ vt[:8].T), np.eye(8), atol=1e-5)
 
 
 @pytest.mark.parametrize(

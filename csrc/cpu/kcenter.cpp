@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "kcenter_pass_threads.h"
+#include "kcenter_screen_dots.h"
 #include "dalcore/detail/kcenter_coarse.h"
 #include "dalcore/detail/kcenter_ops.h"
 #include "dalcore/detail/kcenter_projection.h"
@@ -225,40 +226,10 @@ LabeledScreen make_screen(const float* x, std::int64_t d, const std::int64_t* la
   return sc;
 }
 
-// approx[p * width + j] = |x'_p|^2 + |l'_j|^2 - 2 x'_p.l'_j for the 4 centred rows xc and the
-// labeled rows of panels t .. t + T - 1 (16 per panel).
-template <int T>
-[[gnu::always_inline]] inline void screen_panels(const float* xc, std::int64_t d,
-                                                const LabeledScreen& sc, std::int64_t t,
-                                                const float* rx2, float* approx,
-                                                std::int64_t width) {
-  constexpr int P = 4;
-  const float* l = sc.panel.data() + t * d * 16;
-  v16f acc[P][T];
-  for (int p = 0; p < P; ++p)
-    for (int u = 0; u < T; ++u) acc[p][u] = v16f{};
-  for (std::int64_t k = 0; k < d; ++k) {
-    v16f b[T];
-    for (int u = 0; u < T; ++u) std::memcpy(&b[u], l + (u * d + k) * 16, sizeof(v16f));
-    for (int p = 0; p < P; ++p) {
-      const float a = xc[p * d + k];  // vector op scalar: the scalar is broadcast
-      for (int u = 0; u < T; ++u) acc[p][u] += a * b[u];
-    }
-  }
-  for (int u = 0; u < T; ++u) {
-    v16f nv;
-    std::memcpy(&nv, sc.norm.data() + (t + u) * 16, sizeof(v16f));
-    for (int p = 0; p < P; ++p) {
-      const v16f ap = rx2[p] + nv * nv - 2.0f * acc[p][u];
-      std::memcpy(approx + p * width + (t + u) * 16, &ap, sizeof(v16f));
-    }
-  }
-}
-
 // Rows [begin, end) against all the labeled rows, screened. |x - l|^2 is approximated as
 // |x'|^2 + |l'|^2 - 2 x'.l' on rows centred on the labeled mean (x' = x - mean), the dot products
 // as a small matrix product (4 rows x 32 labeled rows per step, one FMA per element pair, no
-// per-pair reduction: screen_panels), with the error bound e = c (|x'| + |l'|)^2,
+// per-pair reduction: screen::dots, compiled with FMA contraction), with the error bound e = c (|x'| + |l'|)^2,
 // c = 4 (d + 16) 2^-24, a generous multiple of the bound on the rounding of the centring, of the
 // products and of their sums. Only the labeled rows whose approximation minus e is within the
 // smallest (approximation + e), plus a relative 1e-4 + 4c above the rounding of sq_dist, get
@@ -295,13 +266,7 @@ void screened_rows(const float* x, std::int64_t d, std::int64_t begin, std::int6
       rx2[p] = q;
       rx[p] = std::sqrt(q);
     }
-    for (std::int64_t t = 0; t < sc.panels; t += 2) {
-      if (t + 1 < sc.panels) {
-        screen_panels<2>(xc, d, sc, t, rx2, approx, width);
-      } else {
-        screen_panels<1>(xc, d, sc, t, rx2, approx, width);
-      }
-    }
+    screen::dots(xc, d, sc.panel.data(), sc.norm.data(), sc.panels, rx2, approx, width);
     for (std::int64_t p = 0; p < np; ++p) {
       const std::int64_t i = i0 + p;
       float m = min_d[i];
