@@ -65,14 +65,7 @@ template <int M>
       for (std::int64_t k = 0; k < d; ++k) c[k] = xi[k] - mu[k];
       // |c|^2 in 16 lanes (one chain of d dependent adds was most of this function's time);
       // the error radii hold for any summation order
-      float lane[16] = {};
-      std::int64_t k = 0;
-      for (; k + 16 <= d; k += 16)
-        for (int l = 0; l < 16; ++l) lane[l] += c[k + l] * c[k + l];
-      for (int l = 0; k < d; ++k, ++l) lane[l] += c[k] * c[k];
-      float q = 0.0f;
-      for (int l = 0; l < 16; ++l) q += lane[l];
-      if (p < np) c2[i0 + p] = q;
+      if (p < np) c2[i0 + p] = kcenter_ops::sq_norm(c, d);
     }
     for (std::int64_t p = 0; p < np; ++p) {
       float* zi = z + (i0 + p) * stride;
@@ -197,7 +190,6 @@ void make_coarse(ProjectionBound& pb, std::int64_t n) {
       pb.kb[coarse_at(cs, i, j)] = static_cast<std::uint8_t>(static_cast<int>(k) + 128);
     }
   pb.s2 = static_cast<float>(std::ldexp(1.0, 2 * e));
-  pb.h = round_up(h);
   pb.eps_max = round_up(static_cast<double>(emax) + h);
 }
 
@@ -305,25 +297,19 @@ template <class V>
   return v;
 }
 
-typedef std::uint32_t v16u __attribute__((vector_size(64)));
 
 // The skip test of 16 rows from their 16 squared distances q (the operations of skip(), as
-// loops over 16 lanes the compiler vectorises), eps_i from `eps` (null: the constant eps_i).
-// Returns the mask of the rows to examine further: not a centre (mi >= 0) and not provably
-// skipped (!(q >= ...), so a NaN is examined).
+// loops over 16 lanes the compiler vectorises), eps_i from `eps`. Returns the mask of the rows
+// to examine further: not a centre (mi >= 0) and not provably skipped (!(q >= ...), so a NaN is
+// examined).
 [[gnu::always_inline]] inline std::uint32_t lanes_to_read(const v16f& q, const float* mi,
-                                                          const float* eps, float eps_i,
-                                                          float eps_c, const ProjectionBound& pb) {
+                                                          const float* eps, float eps_c,
+                                                          const ProjectionBound& pb) {
   float qa[kBlock], r[kBlock];
   std::int32_t rd[kBlock];
   std::memcpy(qa, &q, sizeof(qa));
-  if (eps) {
-    for (int l = 0; l < kBlock; ++l)
-      r[l] = __builtin_sqrtf(mi[l] + pb.abs_slack) + (eps[l] + eps_c);
-  } else {
-    for (int l = 0; l < kBlock; ++l)
-      r[l] = __builtin_sqrtf(mi[l] + pb.abs_slack) + (eps_i + eps_c);
-  }
+  for (int l = 0; l < kBlock; ++l)
+    r[l] = __builtin_sqrtf(mi[l] + pb.abs_slack) + (eps[l] + eps_c);
   for (int l = 0; l < kBlock; ++l)
     rd[l] = (mi[l] >= 0.0f) & !(qa[l] >= pb.factor * (r[l] * r[l]) + pb.abs_q);
   std::uint32_t bits = 0;
@@ -352,7 +338,7 @@ typedef std::uint32_t v16u __attribute__((vector_size(64)));
     }
     acc[p] = a;
   }
-  return lanes_to_read(lane_sums(acc), min_d + i0, pb.eps.data() + i0, 0.0f, ec, pb);
+  return lanes_to_read(lane_sums(acc), min_d + i0, pb.eps.data() + i0, ec, pb);
 }
 
 // Rows [begin, end): the arg-max of min_d (centres excluded; lowest index on ties), 16 lanes

@@ -69,6 +69,21 @@ DALCORE_HD float sq_dist(const float* a, const float* b, std::int64_t d) {
   return acc[0] + acc[1];
 }
 
+// |a|^2 summed as sq_dist sums (16 lanes, the same fold): for the callers whose bounds hold for
+// any summation order (one chain of d dependent adds would cost d add latencies per row).
+DALCORE_HD float sq_norm(const float* a, std::int64_t d) {
+  float acc[kLanes];
+  for (int l = 0; l < kLanes; ++l) acc[l] = 0.0f;
+  std::int64_t k = 0;
+  for (; k + kLanes <= d; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[k + l] * a[k + l];
+  for (int l = 0; k < d; ++k, ++l) acc[l] += a[k] * a[k];
+  for (int l = 0; l < 8; ++l) acc[l] += acc[l + 8];
+  for (int l = 0; l < 4; ++l) acc[l] += acc[l + 4];
+  for (int l = 0; l < 2; ++l) acc[l] += acc[l + 2];
+  return acc[0] + acc[1];
+}
+
 // Four floats read at once (16-byte aligned rows, d % 4 == 0): vector loads on the GPU.
 struct alignas(16) Float4 {
   float x, y, z, w;

@@ -36,8 +36,7 @@ struct ProjectionBound {
   std::vector<std::uint8_t> kb;
   std::int64_t cstride = 0;  // components in the int8 copy (the first ones; multiple of 16)
   float s2 = 0.0f;       // s^2, exactly
-  float h = 0.0f;        // >= |s k_i - z_i| for every i
-  float eps_max = 0.0f;  // >= max_i eps_i + h
+  float eps_max = 0.0f;  // >= max_i eps_i + h, h >= |s k_i - z_i| for every i
 };
 
 // Where component j of row i lies in the int8 copy: blocks of 16 rows (block b at
