@@ -229,9 +229,9 @@ LabeledScreen make_screen(const float* x, std::int64_t d, const std::int64_t* la
 // Rows [begin, end) against all the labeled rows, screened. |x - l|^2 is approximated as
 // |x'|^2 + |l'|^2 - 2 x'.l' on rows centred on the labeled mean (x' = x - mean), the dot products
 // as a small matrix product (4 rows x 32 labeled rows per step, one FMA per element pair, no
-// per-pair reduction: screen::dots, compiled with FMA contraction), with the error bound e = c (|x'| + |l'|)^2,
-// c = 4 (d + 16) 2^-24, a generous multiple of the bound on the rounding of the centring, of the
-// products and of their sums. Only the labeled rows whose approximation minus e is within the
+// per-pair reduction: screen::dots, compiled with FMA contraction), with the error bound
+// e = c (|x'| + |l'|)^2, c = 4 (d + 16) 2^-24, a generous multiple of the bound on the rounding
+// of the centring, of the products and of their sums. Only the labeled rows whose approximation minus e is within the
 // smallest (approximation + e), plus a relative 1e-4 + 4c above the rounding of sq_dist, get
 // their exact sq_dist, in labeled order: the others are farther than the nearest one even after
 // rounding, so min_d and nearest (lowest position on ties) are those of one sq_dist per pair.

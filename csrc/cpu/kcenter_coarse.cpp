@@ -45,15 +45,21 @@ struct Centre {
   std::int32_t v;
 };
 
+// Component j of row i's int8 copy, k in [-127, 127].
+std::int32_t coarse_k(const ProjectionBound& pb, std::int64_t i, std::int64_t j) {
+  return static_cast<std::int32_t>(pb.kb[projection::coarse_at(pb.cstride, i, j)]) - 128;
+}
+
 Centre centre_of(const ProjectionBound& pb, std::int64_t c) {
   Centre cc{};
   std::int32_t n = 0, s = 0;
   for (std::int64_t j = 0; j < pb.cstride; ++j) {
-    const std::int32_t k = static_cast<std::int32_t>(pb.kb[projection::coarse_at(pb.cstride, c, j)]) - 128;
+    const std::int32_t k = coarse_k(pb, c, j);
     cc.kc[j] = k;
     n += k * k;
     s += k;
-    cc.k4[j / 4] |= static_cast<std::int32_t>(static_cast<std::uint32_t>(k & 0xFF) << (8 * (j % 4)));
+    const auto byte = static_cast<std::uint32_t>(k & 0xFF);
+    cc.k4[j / 4] |= static_cast<std::int32_t>(byte << (8 * (j % 4)));
   }
   cc.v = n + 256 * s;
   return cc;
@@ -63,7 +69,7 @@ Centre centre_of(const ProjectionBound& pb, std::int64_t c) {
 std::int32_t row_norm(const ProjectionBound& pb, std::int64_t i) {
   std::int32_t n = 0;
   for (std::int64_t j = 0; j < pb.cstride; ++j) {
-    const std::int32_t k = static_cast<std::int32_t>(pb.kb[projection::coarse_at(pb.cstride, i, j)]) - 128;
+    const std::int32_t k = coarse_k(pb, i, j);
     n += k * k;
   }
   return n;
