@@ -6,8 +6,8 @@
 // K = |k_i - k_c|^2 the exact integer distance of the int8 copies (cstride components). With
 // e = 2 eps_max (eps_max >= eps_j + h for every j) the right-hand side no longer depends on c:
 // it is rounded up once per row to an integer threshold T_i (in units of s^2, in double with
-// upward margins; clamped to [0, 2^28]) when mi changes, and K >= T_i clears the row. With b = k + 128 (the stored bytes),
-// n_i = |k_i|^2 and S_c = sum_j k_cj,
+// upward margins; clamped to [0, 2^28]) when mi changes, and K >= T_i clears the row. With
+// b = k + 128 (the stored bytes), n_i = |k_i|^2 and S_c = sum_j k_cj,
 //   K = n_i + n_c - 2 k_i.k_c = n_i + n_c + 256 S_c - 2 b_i.k_c,
 // so K >= T_i  <=>  2 b_i.k_c - V_c <= U_i, with V_c = n_c + 256 S_c and U_i = n_i - T_i. b_i.k_c
 // (unsigned bytes times signed bytes, 4 per 32-bit lane: AVX-512 VNNI vpdpbusd, or the same
