@@ -152,3 +152,47 @@ def test_vnni_and_portable_loop_read_the_same_rows():
     np.testing.assert_array_equal(got[True][0], got[False][0])
     assert got[True][1] == got[False][1]
     assert got[True][1]["coarse_rows"] > 0
+
+
+def test_random_configurations_pick_as_the_plain_pass():
+    # Fresh random pools of every kind the bound meets (isotropic, clustered, low-rank, duplicated
+    # rows far from the origin; scales 1e-3 to 1e3), 2^20 floats and more (the pruned path),
+    # random labeled sets, budgets, projection widths, thread counts and ISA: the picks of the
+    # plain pass every time, and most cases through the int8 copy's full passes.
+    rng = np.random.default_rng(1000)
+    threads = _core.build_info()["threads"]
+    coarse = 0
+    try:
+        for _ in range(12):
+            x, lab, budget, m = random_case(rng)
+            _core.set_num_threads(int(rng.integers(1, 4)))
+            _core._kcenter_vnni(bool(rng.integers(0, 2)))
+            got, st = _kcenter_stats(x, budget, lab, projection=m)
+            np.testing.assert_array_equal(got, dalcore.kcenter(x, budget, lab, _prune=False))
+            coarse += st["coarse_rows"] > 0
+    finally:
+        _core.set_num_threads(threads)
+        _core._kcenter_vnni(True)
+    assert coarse >= 6, f"only {coarse} of 12 cases reached the int8 copy's full passes"
+
+
+def random_case(rng):
+    """(x, labeled, budget, m): a random pool of one of four kinds, n d >= 2^20."""
+    n, d = int(rng.integers(17_000, 25_000)), int(rng.choice([64, 96, 128]))
+    kind = int(rng.integers(0, 4))
+    if kind == 0:
+        x = rng.standard_normal((n, d))
+    elif kind == 1:
+        c = rng.standard_normal((int(rng.integers(5, 200)), d)) * rng.uniform(1, 20)
+        x = c[rng.integers(0, len(c), n)] + rng.uniform(0.01, 1) * rng.standard_normal((n, d))
+    elif kind == 2:
+        r = int(rng.integers(2, 40))
+        x = rng.standard_normal((n, r)) @ rng.standard_normal((r, d))
+        x += 0.01 * rng.standard_normal((n, d))
+    else:
+        base = rng.standard_normal((n // 4, d)) * np.exp(rng.standard_normal(d))
+        x = base[rng.integers(0, len(base), n)] + rng.uniform(-1e3, 1e3)
+    x = (x * 10.0 ** rng.uniform(-3, 3)).astype(np.float32)
+    nl = int(rng.choice([0, 1, 5, 50, 300]))
+    lab = rng.choice(n, nl, replace=False) if nl else None
+    return x, lab, int(rng.integers(1, 300)), [None, 8, 16, 32, 48][int(rng.integers(0, 5))]
