@@ -233,7 +233,7 @@ def _projection_for(x: np.ndarray, m: int | None) -> tuple | None:
 
 def _projection_width(features: Any) -> int:
     """The projection width the automatic choice gives these features (0: none; benches)."""
-    x = _arrays.as_features(features, "features")
+    x = _arrays.as_features(features, "features", check_finite=False)  # _rescaled checks
     proj = _projection_for(_rescaled(x)[0], None)
     return 0 if proj is None else int(proj[0].shape[0])
 
@@ -244,7 +244,7 @@ def _kcenter_stats(
 ) -> tuple[np.ndarray, dict[str, int]]:
     """CPU k-center that also returns the work done (for the benches): rows read in full
     (``full_rows``), projections read, members visited by the pruned sweeps, full passes."""
-    x = _arrays.as_features(features, "features")
+    x = _arrays.as_features(features, "features", check_finite=False)  # _rescaled checks
     lab = _labeled(labeled, x.shape[0])
     b = _budget(budget, x.shape[0], lab.size)
     x, _ = _rescaled(x)
@@ -352,7 +352,7 @@ def _run_gpu_path(
                          (_projection, _reference, _graph, _stats))
     if core.gpu.backend == "cuda":
         raise TypeError("features: the CUDA GPU path needs a CUDA tensor")
-    xh = _arrays.as_features(features, "features")
+    xh = _arrays.as_features(features, "features", check_finite=False)  # _rescaled checks
     n = xh.shape[0]
     lab_host = _labeled(labeled, n)
     b = _budget(budget, n, lab_host.size)

@@ -851,11 +851,9 @@ double run_pruned(const float* x, std::int64_t n, std::int64_t d, const std::int
   std::int64_t group = -1;
   bool dense = false;
   if (n_labeled > 0 && !pb) {
-    best = argmax_none();
-    for (std::int64_t i = 0; i < n; ++i)  // in order: ties keep the lowest index
-      if (min_d[static_cast<std::size_t>(i)] >= 0.0f &&
-          kcenter_ops::beats(ArgMax{min_d[static_cast<std::size_t>(i)], i}, best))
-        best = ArgMax{min_d[static_cast<std::size_t>(i)], i};
+    best = parallel_argmax(n, [&](std::int64_t b, std::int64_t e) {  // the arg-max of min_d
+      return scan_rows(x, d, b, e, -1, min_d.data());
+    });
     dense = best.index >= 0 && first_sweep_dense(x, n, d, labeled, n_labeled, min_d, nearest,
                                                  best.index);
   }
